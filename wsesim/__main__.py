@@ -1,0 +1,5 @@
+import sys
+
+from wsesim.cli import main
+
+sys.exit(main())

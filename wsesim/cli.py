@@ -1,0 +1,82 @@
+"""The ``wsesim`` command: run a deployment, list what ships."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from wsesim.errors import SpecError
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from wsesim.report import RENDERERS
+    from wsesim.simulate import simulate
+    from wsesim.specs import load_deployment
+
+    dep = load_deployment(args.file)
+    result = simulate(dep)
+    sys.stdout.write(RENDERERS[args.format](result))
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from wsesim.paths import models_dir
+    from wsesim.specs import load_model, shipped
+
+    for name in shipped(models_dir()):
+        m = load_model(name)
+        print(f"{name:<18} {m.name:<18} {m.parameters:>17,} parameters  "
+              f"{m.num_hidden_layers:>3} layers  hidden {m.hidden_size}")
+    return 0
+
+
+def _cmd_profiles(args: argparse.Namespace) -> int:
+    from wsesim.paths import profiles_dir
+    from wsesim.specs import load_hardware, shipped
+
+    for name in shipped(profiles_dir()):
+        hw = load_hardware(name)
+        print(f"{name:<8} {hw.grid_rows} x {hw.grid_cols} PEs, {hw.pe_sram_bytes:,} B SRAM "
+              f"per PE ({hw.wafer_sram_bytes / 1e9:.1f} GB), {hw.clock_hz / 1e9:g} GHz  "
+              f"{hw.description}")
+    return 0
+
+
+def _cmd_formats(args: argparse.Namespace) -> int:
+    from wsesim.quant import PRESET_DESCRIPTIONS, PRESETS
+
+    for name, fmt in PRESETS.items():
+        print(f"{name:<15} {fmt.describe()}")
+        print(f"{'':<15} {PRESET_DESCRIPTIONS[name]}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wsesim",
+        description="Wafer-scale dataflow simulator: does a quantized LLaMA model fit in "
+                    "on-chip SRAM, on how many wafers, where, and how fast.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="simulate a deployment YAML")
+    run.add_argument("file", help="deployment YAML")
+    run.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+    run.set_defaults(func=_cmd_run)
+    sub.add_parser("models", help="list the shipped models").set_defaults(func=_cmd_models)
+    sub.add_parser("profiles", help="list the shipped hardware profiles").set_defaults(
+        func=_cmd_profiles)
+    sub.add_parser("formats", help="list the quantization presets").set_defaults(
+        func=_cmd_formats)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SpecError as exc:
+        print(exc.line(), file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""Fit questions: does a plan fit, and on how few wafers would a deployment fit."""
+from __future__ import annotations
+
+from wsesim.mapping.plan import Plan, make_plan, max_wafers, stage_units
+from wsesim.memory import fullest_pe_bytes
+from wsesim.specs import Deployment
+
+
+def plan_fits(plan: Plan) -> bool:
+    """Every PE's bytes (tensors, metadata, KV, buffers, runtime) within its SRAM."""
+    return fullest_pe_bytes(plan) <= plan.deployment.hardware.pe_sram_bytes
+
+
+def fewest_wafers_bound(dep: Deployment) -> int:
+    """No fewer wafers can fit: the stored bytes exceed their usable SRAM otherwise."""
+    units, _ = stage_units(dep, 1)
+    stored = sum(s.content.whole_bytes for u in units for s in u)
+    rows, cols = dep.grid_shape
+    per_wafer = rows * cols * dep.hardware.usable_pe_bytes
+    return max(1, -(-stored // per_wafer))
+
+
+def fewest_wafers(dep: Deployment, known: dict[int, Plan] | None = None) -> int | None:
+    """Fewest wafers on which ``dep`` fits (None if no count does).
+
+    Tries counts upward from the aggregate bound; ``known`` holds plans already made
+    (the requested count's, say) so they are not made twice.
+    """
+    known = {} if known is None else known
+    for wafers in range(fewest_wafers_bound(dep), max_wafers(dep) + 1):
+        if wafers not in known:
+            known[wafers] = make_plan(dep, wafers)
+        if plan_fits(known[wafers]):
+            return wafers
+    return None

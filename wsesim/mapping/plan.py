@@ -1,0 +1,212 @@
+"""The plan: which stages (a layer's attention or MLP, the embeddings, the LM head) live
+on which wafer, on which rectangle of PEs, and how each tensor is cut into PE blocks.
+
+``pipeline``: contiguous layer ranges per wafer (embeddings on the first, final norm and
+LM head on the last), balanced by bytes; on each wafer every stage owns a region whose
+area follows its bytes. ``sequential``: the same layer ranges per wafer, but every stage
+spans the whole used grid and stages run one after another.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from wsesim.mapping.layout import Region, layout_regions
+from wsesim.mapping.partition import partition_contiguous
+from wsesim.mapping.tiling import Axis, KVCache, TensorBlock, split_units
+from wsesim.quant import QuantFormat, packed_bytes
+from wsesim.specs import Deployment, TensorShape
+
+Part = Literal["embedding", "attention", "mlp", "lm_head"]
+
+
+@dataclass(frozen=True)
+class ActivationBuffers:
+    """Activation buffers of a stage, one token in flight (a stated assumption): the PE's
+    slice of the residual stream, the input and output slices of its largest matrix
+    block (an embedding stage: its slice of the looked-up row), and in an attention
+    stage one sequence's scores for its local tokens and the heads of its columns."""
+
+    fmt: QuantFormat
+    hidden_size: int
+    attention_heads: int = 0  # heads whose scores this stage keeps (attention only)
+
+    def bytes_per_pe(self, content: "StageContent", rows: int, cols: int
+                     ) -> npt.NDArray[np.int64]:
+        elems = np.zeros((1, 1), np.int64)
+        for tb in content.tensors:
+            k, _, n = tb.cuts(rows, cols)
+            if tb.category == "linear":
+                elems = np.maximum(elems, k + n)
+            elif content.part == "embedding":
+                elems = np.maximum(elems, k)
+        elems = elems + split_units(self.hidden_size, rows)[:, None]
+        if content.kv is not None and self.attention_heads:
+            heads_per_col = -(-self.attention_heads // cols)
+            elems = elems + content.kv.tokens_per_pe(rows) * heads_per_col
+        return np.asarray(packed_bytes(self.fmt, 1, elems).total)
+
+
+@dataclass(frozen=True, eq=False)
+class StageContent:
+    """What a stage stores: its tensors and KV cache. Every layer's attention (and every
+    layer's MLP) shares one content object, so work on it is done once per plan."""
+
+    part: Part
+    tensors: tuple[TensorBlock, ...]
+    buffers: ActivationBuffers
+    kv: KVCache | None = None
+    _peaks: dict[tuple[int, int], int] = dataclasses.field(
+        default_factory=dict, repr=False)
+
+    @cached_property
+    def whole_bytes(self) -> int:
+        """Bytes of everything the stage stores, packed whole (before cutting)."""
+        return sum(t.whole_bytes() for t in self.tensors) + (
+            self.kv.whole_bytes() if self.kv else 0)
+
+    def peak_bytes(self, rows: int, cols: int) -> int:
+        """An upper bound on the fullest PE's tensor and KV bytes on a rows x cols region
+        (the sum of each tensor's largest block), cheap enough to rate layouts."""
+        key = (rows, cols)
+        if key not in self._peaks:
+            self._peaks[key] = sum(t.peak_bytes(rows, cols) for t in self.tensors) + (
+                self.kv.peak_bytes(rows, cols) if self.kv else 0) + int(
+                np.max(self.buffer_bytes(rows, cols)))
+        return self._peaks[key]
+
+    def buffer_bytes(self, rows: int, cols: int) -> npt.NDArray[np.int64]:
+        """Activation buffer bytes per PE (broadcastable to rows x cols)."""
+        return self.buffers.bytes_per_pe(self, rows, cols)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A unit of work (a layer's attention or MLP, the embeddings, the LM head) placed on
+    a region of one wafer."""
+
+    index: int
+    name: str
+    layer: int | None
+    content: StageContent
+    region: Region | None = None
+
+    @property
+    def part(self) -> Part:
+        return self.content.part
+
+    @property
+    def tensors(self) -> tuple[TensorBlock, ...]:
+        return self.content.tensors
+
+    @property
+    def kv(self) -> KVCache | None:
+        return self.content.kv
+
+
+@dataclass(frozen=True)
+class WaferPlan:
+    wafer: int
+    stages: tuple[Stage, ...]
+
+    @property
+    def layers(self) -> tuple[int, int] | None:
+        """First and last transformer layer on this wafer (None if it holds none)."""
+        idx = [s.layer for s in self.stages if s.layer is not None]
+        return (min(idx), max(idx)) if idx else None
+
+
+@dataclass(frozen=True)
+class Plan:
+    deployment: Deployment
+    wafers: tuple[WaferPlan, ...]
+    notes: tuple[str, ...] = ()
+
+    @property
+    def stages(self) -> list[Stage]:
+        return [s for w in self.wafers for s in w.stages]
+
+
+def stage_units(dep: Deployment, wafers: int) -> tuple[list[list[Stage]], list[str]]:
+    """Stages grouped into the units a wafer boundary may not cut: the embeddings, each
+    layer (attention + MLP), the final norm with the LM head."""
+    m, q = dep.model, dep.quantization
+    wl = dep.workload
+    notes: list[str] = []
+    order = 0
+
+    def stage(name: str, layer: int | None, content: StageContent) -> Stage:
+        nonlocal order
+        order += 1
+        return Stage(order - 1, name, layer, content)
+
+    def block(t: TensorShape, k_axis: Axis) -> TensorBlock:
+        fmt = {"linear": q.weights, "embedding": q.embeddings}.get(t.kind, _FP16)
+        return TensorBlock(t, fmt, k_axis)
+
+    units: list[list[Stage]] = []
+    buffers = ActivationBuffers(q.activations, m.hidden_size)
+    shared_table = m.tie_word_embeddings and wafers == 1
+    if not shared_table:
+        embed = StageContent("embedding", (block(m.embedding_tensor(), "cols"),), buffers)
+        units.append([stage("embeddings", None, embed)])
+    if m.tie_word_embeddings:
+        notes.append(
+            "tied embeddings: the LM head's table also serves the token lookup"
+            if shared_table else
+            "tied embeddings: the table is stored twice (first wafer for the lookup, "
+            "last wafer for the LM head)")
+    # q/k/v and gate/up take the residual stream cut along rows; o and down take their
+    # input cut along columns; a bias follows its matrix's outputs, a norm its input.
+    along_cols = ("o_proj", "down_proj", "q_proj.bias", "k_proj.bias", "v_proj.bias",
+                  "gate_proj.bias", "up_proj.bias")
+    attention = StageContent(
+        "attention",
+        tuple(block(t, "cols" if t.name in along_cols else "rows")
+              for t in m.attention_tensors()),
+        ActivationBuffers(q.activations, m.hidden_size, m.num_attention_heads),
+        KVCache(wl.batch_size, wl.kv_tokens, m.kv_dim, q.kv_cache))
+    mlp = StageContent("mlp", tuple(block(t, "cols" if t.name in along_cols else "rows")
+                                    for t in m.mlp_tensors()), buffers)
+    for layer in range(m.num_hidden_layers):
+        units.append([stage(f"layer {layer} attention", layer, attention),
+                      stage(f"layer {layer} MLP", layer, mlp)])
+    norm, head = m.head_tensors()
+    head_content = StageContent("lm_head", (block(norm, "rows"), block(head, "rows")),
+                                buffers)
+    units.append([stage("final norm + LM head", None, head_content)])
+    return units, notes
+
+
+_FP16 = QuantFormat(bits=16)
+
+
+def max_wafers(dep: Deployment) -> int:
+    """More wafers than units (embeddings, layers, head) would leave a wafer empty."""
+    return dep.model.num_hidden_layers + 2
+
+
+def make_plan(dep: Deployment, wafers: int) -> Plan:
+    """Place every stage of ``dep`` on ``wafers`` wafers (every layer exactly once)."""
+    units, notes = stage_units(dep, wafers)
+    if wafers > len(units):
+        raise ValueError(f"{wafers} wafers exceed the {len(units)} units that can be split")
+    weights = [sum(s.content.whole_bytes for s in u) for u in units]
+    rows, cols = dep.grid_shape
+    wafer_plans = []
+    for w, unit_range in enumerate(partition_contiguous(weights, wafers)):
+        stages = [s for i in unit_range for s in units[i]]
+        if dep.mapping.strategy == "sequential":
+            regions = [Region(w, 0, 0, rows, cols)] * len(stages)
+        else:
+            regions = layout_regions(
+                [max(s.content.whole_bytes, 1) for s in stages], rows, cols, wafer=w,
+                score=lambda i, r, c: stages[i].content.peak_bytes(r, c))
+        wafer_plans.append(WaferPlan(w, tuple(
+            dataclasses.replace(s, region=r) for s, r in zip(stages, regions))))
+    return Plan(dep, tuple(wafer_plans), tuple(notes))

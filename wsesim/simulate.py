@@ -1,0 +1,170 @@
+"""One run: deployment -> plan -> per-PE ledger -> fit answers -> Result."""
+from __future__ import annotations
+
+import numpy as np
+
+from wsesim.fit import fewest_wafers
+from wsesim.mapping.plan import Plan, make_plan, max_wafers
+from wsesim.memory import CATEGORIES, MemoryLedger, TensorTotals, build_ledger
+from wsesim.result import (FullestPESummary, HardwareSummary, MemorySummary, ModelSummary,
+                           RegionSummary, Result, WaferSummary)
+from wsesim.specs import Deployment
+
+LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+ASSUMPTIONS = (
+    "Each linear weight is cut in 2-D blocks over its stage's region (inputs along one "
+    "axis, outputs along the other, as in WaferLLM's MeshGEMV); a quantization group "
+    "cut across two PEs stores its scale and zero on both.",
+    "Norm weights and biases are 16-bit and copied along the region axis that needs them.",
+    "The KV cache holds context_length tokens for every one of batch_size sequences in "
+    "every layer, tokens along the attention region's rows.",
+    "Activation buffers hold one token in flight per stage: the residual slice, the input "
+    "and output slices of the largest block, and one sequence's attention scores.",
+    "Regions are laid out by a band heuristic (area in proportion to bytes, rated by the "
+    "fullest PE); a cleverer mapper might place the same stages in less SRAM.",
+)
+
+
+def _holds(plan: Plan, wafer: int) -> list[str]:
+    wp = plan.wafers[wafer]
+    parts = [s.part for s in wp.stages]
+    out = []
+    if "embedding" in parts:
+        out.append("embeddings")
+    if wp.layers is not None:
+        first, last = wp.layers
+        out.append(f"layers {first}-{last}" if first != last else f"layer {first}")
+    if "lm_head" in parts:
+        out.append("final norm + LM head")
+    return out
+
+
+def _items(ledger: MemoryLedger) -> dict[str, int]:
+    t = ledger.by_tensor
+    none = TensorTotals()
+
+    def sum_of(names, attr: str) -> int:
+        return sum(getattr(t.get(n, none), attr) for n in names)
+
+    vectors = [n for n in t if "norm" in n or n.endswith(".bias")]
+    tables = ("embed_tokens", "lm_head")
+    stored = ("payload_bytes", "metadata_bytes")
+    whole = ("whole_payload_bytes", "whole_metadata_bytes")
+    everything = [n for n in t if n != "kv_cache"]
+    used = [w.used for w in ledger.wafers]
+    idle = sum(int((w.stage_map == -1).sum()) for w in ledger.wafers)
+    return {
+        "linear_weights_bytes": sum_of(LINEAR, "payload_bytes"),
+        "linear_metadata_bytes": sum_of(LINEAR, "metadata_bytes"),
+        "embedding_table_bytes": sum_of(["embed_tokens"], "payload_bytes"),
+        "lm_head_bytes": sum_of(["lm_head"], "payload_bytes"),
+        "embedding_metadata_bytes": sum_of(tables, "metadata_bytes"),
+        "norms_and_biases_bytes": sum_of(vectors, "payload_bytes"),
+        "kv_cache_bytes": sum_of(["kv_cache"], "payload_bytes")
+        + sum_of(["kv_cache"], "metadata_bytes"),
+        "packed_whole_bytes": sum(sum_of(everything, a) for a in whole),
+        "cut_overhead_bytes": sum(sum_of(everything, a) for a in stored)
+        - sum(sum_of(everything, a) for a in whole),
+        "imbalance_bytes": sum(v.imbalance_bytes for v in t.values()),
+        "idle_pes": idle,
+        "free_bytes": int(sum(np.maximum(ledger.pe_sram_bytes - u, 0).sum() for u in used)),
+        "overflow_bytes": int(sum(np.maximum(u - ledger.pe_sram_bytes, 0).sum()
+                                  for u in used)),
+    }
+
+
+def _limiting(ledger: MemoryLedger, total: int, capacity: int) -> str:
+    fp = ledger.fullest_pe()
+    sram = ledger.pe_sram_bytes
+    where = f"wafer {fp.wafer}, PE row {fp.row} col {fp.col}, {fp.stage}"
+    parts = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in fp.by_category.items() if v)
+    if fp.bytes <= sram:
+        largest = max(fp.by_category, key=fp.by_category.get).replace("_", " ")
+        return (f"fits: the fullest PE ({where}) holds {fp.bytes:,} of {sram:,} B "
+                f"({sram - fp.bytes:,} B free; {parts}); {largest} is its largest share")
+    if total > capacity:
+        return (f"total SRAM: the wafers need {total:,} B but hold {capacity:,} B; the "
+                f"fullest PE ({where}) needs {fp.bytes:,} of {sram:,} B ({parts})")
+    return (f"per-PE SRAM: the fullest PE ({where}) needs {fp.bytes:,} of {sram:,} B "
+            f"({parts}) although the total ({total:,} B) is within capacity "
+            f"({capacity:,} B): uneven cuts and region shapes")
+
+
+def memory_summary(ledger: MemoryLedger) -> MemorySummary:
+    dep = ledger.plan.deployment
+    totals = {c: ledger.total(c) for c in (*CATEGORIES, "runtime_reserved")}
+    total = sum(totals.values())
+    rows, cols = dep.grid_shape
+    capacity = len(ledger.wafers) * rows * cols * dep.hardware.pe_sram_bytes
+    fp = ledger.fullest_pe()
+    items = {**_items(ledger), "activation_bytes": totals["activations"],
+             "runtime_reserved_bytes": totals["runtime_reserved"]}
+    return MemorySummary(
+        weights_bytes=totals["weights"], quant_metadata_bytes=totals["quant_metadata"],
+        kv_cache_bytes=totals["kv_cache"], activation_bytes=totals["activations"],
+        runtime_reserved_bytes=totals["runtime_reserved"], total_bytes=total,
+        capacity_bytes=capacity, pe_sram_bytes=ledger.pe_sram_bytes,
+        max_pe_bytes=fp.bytes, fits=fp.bytes <= ledger.pe_sram_bytes,
+        limiting=_limiting(ledger, total, capacity), items=items,
+        fullest_pe=FullestPESummary(fp.wafer, fp.row, fp.col, fp.stage, fp.bytes,
+                                    fp.by_category),
+        naive_weights_bytes=int(dep.model.parameters * dep.quantization.weights.bits / 8),
+    )
+
+
+def partition_summary(ledger: MemoryLedger) -> list[WaferSummary]:
+    plan = ledger.plan
+    sram = ledger.pe_sram_bytes
+    out = []
+    for wp, wm in zip(plan.wafers, ledger.wafers):
+        used = wm.used
+        regions = []
+        for s in wp.stages:
+            r = s.region
+            window = used[r.row0:r.row0 + r.rows, r.col0:r.col0 + r.cols]
+            regions.append(RegionSummary(s.name, r.row0, r.col0, r.rows, r.cols,
+                                         int(window.max())))
+        max_pe = int(used.max())
+        out.append(WaferSummary(
+            wafer=wp.wafer, layers=list(wp.layers) if wp.layers else None,
+            holds=_holds(plan, wp.wafer), used_bytes=int(used.sum()),
+            capacity_bytes=used.size * sram, max_pe_bytes=max_pe, fits=max_pe <= sram,
+            regions=regions))
+    return out
+
+
+def simulate(dep: Deployment) -> Result:
+    """Plan ``dep`` (finding the fewest wafers for ``wafers: auto``), account every PE's
+    SRAM, and return the itemized answer."""
+    notes = []
+    known = {} if dep.wafers == "auto" else {dep.wafers: make_plan(dep, dep.wafers)}
+    min_wafers = fewest_wafers(dep, known)
+    if dep.wafers == "auto":
+        wafers = min_wafers or max_wafers(dep)
+        if min_wafers is None:
+            notes.append(f"wafers: auto found no count that fits; shown on {wafers} "
+                         "wafers (one unit per wafer)")
+    else:
+        wafers = dep.wafers
+    plan = known.get(wafers) or make_plan(dep, wafers)
+    ledger = build_ledger(plan)
+    m = dep.model
+    hw = dep.hardware
+    q = dep.quantization
+    wl = dep.workload
+    return Result(
+        name=dep.name,
+        model=ModelSummary(m.name, m.parameters, m.num_hidden_layers, m.hidden_size,
+                           m.intermediate_size, m.num_attention_heads, m.kv_heads,
+                           m.head_size, m.vocab_size, m.source),
+        hardware=HardwareSummary(hw.name, list(dep.grid_shape), hw.pe_sram_bytes,
+                                 hw.runtime_reserve_bytes, hw.clock_hz),
+        wafers=wafers, strategy=dep.mapping.strategy,
+        quantization={k: getattr(q, k).describe() for k in
+                      ("weights", "embeddings", "kv_cache", "activations")},
+        workload={"batch_size": wl.batch_size, "prompt_tokens": wl.prompt_tokens,
+                  "output_tokens": wl.output_tokens, "context_length": wl.kv_tokens},
+        memory=memory_summary(ledger), partition=partition_summary(ledger),
+        min_wafers=min_wafers, assumptions=list(ASSUMPTIONS),
+        notes=[*plan.notes, *notes], plan=plan, ledger=ledger)

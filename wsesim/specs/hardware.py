@@ -1,0 +1,60 @@
+"""A wafer's hardware profile: the grid, SRAM, clock, fabric and inter-wafer links.
+
+Every number comes from a profile YAML in ``hardware_profiles/`` whose comments give
+its source; nothing here has a hidden default for a hardware number.
+"""
+from __future__ import annotations
+
+from pydantic import (BaseModel, ConfigDict, NonNegativeFloat, NonNegativeInt,
+                      PositiveFloat, PositiveInt, model_validator)
+
+
+class HardwareProfile(BaseModel):
+    """One wafer-scale engine and the links between several of them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    description: str = ""
+    vendor_pe_count: PositiveInt | None = None  # marketing figure, for reference only
+    grid_rows: PositiveInt                      # usable program grid
+    grid_cols: PositiveInt
+    pe_sram_bytes: PositiveInt
+    runtime_reserve_bytes: NonNegativeInt       # per PE, taken by the runtime
+    clock_hz: PositiveFloat
+    macs_per_cycle: dict[str, PositiveFloat]    # per PE, by arithmetic type (fp16, fp32)
+    sram_read_bytes_per_cycle: PositiveFloat    # per PE
+    sram_write_bytes_per_cycle: PositiveFloat   # per PE
+    link_bytes_per_cycle: PositiveFloat         # per link, per direction
+    hop_latency_cycles: NonNegativeFloat        # router to router
+    ramp_latency_cycles: NonNegativeFloat       # router <-> PE
+    turn_latency_cycles: NonNegativeFloat = 0.0  # extra cost of a turn in the mesh
+    colors: PositiveInt                         # routing colors (virtual channels)
+    colors_reserved: NonNegativeInt = 0
+    interwafer_bytes_per_s: PositiveFloat       # per wafer, each direction
+    interwafer_latency_s: NonNegativeFloat
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "HardwareProfile":
+        if self.runtime_reserve_bytes >= self.pe_sram_bytes:
+            raise ValueError(
+                f"runtime_reserve_bytes {self.runtime_reserve_bytes} leaves no SRAM of "
+                f"pe_sram_bytes {self.pe_sram_bytes}"
+            )
+        if self.colors_reserved >= self.colors:
+            raise ValueError("colors_reserved must be fewer than colors")
+        if "fp16" not in self.macs_per_cycle:
+            raise ValueError("macs_per_cycle needs an fp16 entry")
+        return self
+
+    @property
+    def pes(self) -> int:
+        return self.grid_rows * self.grid_cols
+
+    @property
+    def usable_pe_bytes(self) -> int:
+        return self.pe_sram_bytes - self.runtime_reserve_bytes
+
+    @property
+    def wafer_sram_bytes(self) -> int:
+        return self.pes * self.pe_sram_bytes

@@ -1,0 +1,106 @@
+"""Resolve names to files and load validated specs; every failure is a located SpecError."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from wsesim.errors import SpecError
+from wsesim.paths import models_dir, profiles_dir
+from wsesim.specs.deployment import Deployment
+from wsesim.specs.hardware import HardwareProfile
+from wsesim.specs.model import ModelSpec
+from wsesim.specs.yamlio import did_you_mean, read_mapping, validate
+
+
+def shipped(folder: Path) -> list[str]:
+    """Names of the YAML files in a shipped folder (``models/``, ``hardware_profiles/``)."""
+    return sorted(p.stem for p in folder.glob("*.yaml"))
+
+
+def _find_file(value: str, folder: Path, base_dir: Path, what: str,
+               source: str | Path, key: str) -> Path:
+    """A shipped name (``llama-3.1-8b``) or a path relative to the file that names it."""
+    named = folder / f"{value}.yaml"
+    if named.is_file():
+        return named
+    candidate = Path(value).expanduser()
+    for path in ([candidate] if candidate.is_absolute() else [base_dir / candidate, candidate]):
+        if path.is_file():
+            return path
+    names = shipped(folder)
+    raise SpecError(
+        source, key,
+        f"no {what} named '{value}' and no such file{did_you_mean(value, names)}; "
+        f"shipped: {', '.join(names)}",
+    )
+
+
+def load_model(value: str | Path | dict[str, Any], base_dir: Path = Path("."),
+               source: str | Path = "<input>", key: str = "model") -> ModelSpec:
+    """A model from a shipped name, a model YAML, a Hugging Face config.json or a mapping."""
+    if isinstance(value, ModelSpec):
+        return value
+    if isinstance(value, dict):
+        return validate(ModelSpec, value, source, prefix=key)
+    if not isinstance(value, (str, Path)):
+        raise SpecError(source, key, "expected a model name, a file path or a mapping")
+    path = _find_file(str(value), models_dir(), base_dir, "model", source, key)
+    data = read_mapping(path)
+    if path.suffix == ".json":
+        return model_from_hf_config(data, path)
+    data.setdefault("name", path.stem)
+    return validate(ModelSpec, data, path)
+
+
+def model_from_hf_config(config: dict[str, Any], path: Path) -> ModelSpec:
+    """A Hugging Face ``config.json``: keys wsesim does not model are dropped, not errors."""
+    known = set(ModelSpec.model_fields)
+    data = {k: v for k, v in config.items() if k in known}
+    data.setdefault("name", config.get("_name_or_path") or path.parent.name or path.stem)
+    data.setdefault("source", str(path))
+    if "model_type" in config and config["model_type"] not in ("llama", "qwen2", "mistral"):
+        raise SpecError(path, "model_type",
+                        f"'{config['model_type']}' is not a LLaMA-family model "
+                        "(llama, qwen2, mistral)")
+    return validate(ModelSpec, data, path)
+
+
+def load_hardware(value: str | Path | dict[str, Any], base_dir: Path = Path("."),
+                  source: str | Path = "<input>", key: str = "hardware") -> HardwareProfile:
+    """A hardware profile from a shipped name, a path, or a mapping."""
+    if isinstance(value, HardwareProfile):
+        return value
+    if isinstance(value, dict):
+        return validate(HardwareProfile, value, source, prefix=key)
+    if not isinstance(value, (str, Path)):
+        raise SpecError(source, key, "expected a profile name, a file path or a mapping")
+    path = _find_file(str(value), profiles_dir(), base_dir, "hardware profile", source, key)
+    data = read_mapping(path)
+    data.setdefault("name", path.stem)
+    return validate(HardwareProfile, data, path)
+
+
+def deployment_from_mapping(data: dict[str, Any], source: str | Path = "<input>",
+                            base_dir: Path = Path("."), prefix: str = "") -> Deployment:
+    """Validate a deployment mapping (as read from YAML), resolving model and hardware.
+
+    ``prefix`` locates the mapping inside a larger file (a validation case's
+    ``deployment``) so error key paths stay true.
+    """
+    if not isinstance(data, dict):
+        raise SpecError(source, prefix, "expected a mapping for the deployment")
+    where = f"{prefix}." if prefix else ""
+    resolved = dict(data)
+    for key, loader in (("model", load_model), ("hardware", load_hardware)):
+        if key not in resolved:
+            raise SpecError(source, where + key, "required key is missing")
+        resolved[key] = loader(resolved[key], base_dir, source, where + key)
+    return validate(Deployment, resolved, source, prefix=prefix)
+
+
+def load_deployment(path: str | Path) -> Deployment:
+    """Read and validate a deployment YAML file."""
+    path = Path(path)
+    data = read_mapping(path)
+    data.setdefault("name", path.stem)
+    return deployment_from_mapping(data, path, path.parent)
