@@ -14,6 +14,8 @@ import heapq
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+import numpy as np
+
 from wsesim.mapping.partition import partition_contiguous
 
 
@@ -43,16 +45,21 @@ class Region:
 def apportion(weights: Sequence[float], total: int) -> list[int]:
     """Integer sizes >= 1 summing to ``total`` that minimize the largest weight/size.
 
-    Greedy is optimal for this min-max: every unit goes to the currently densest item.
+    Any feasible split bounds the optimal density from above; sizes of
+    ``ceil(weight / bound)`` are then no larger than optimal ones, and handing the
+    remaining units one by one to the densest item (greedy, optimal for min-max)
+    completes them.
     """
     n = len(weights)
     if n > total:
         raise ValueError(f"{n} stages cannot each get a row or column out of {total}")
-    wsum = sum(weights) or 1.0
-    sizes = [max(1, int(total * w / wsum)) for w in weights]
-    while sum(sizes) > total:  # flooring at 1 can overshoot: take from the sparsest
-        i = min((i for i in range(n) if sizes[i] > 1), key=lambda i: weights[i] / sizes[i])
-        sizes[i] -= 1
+    w = np.asarray(weights, dtype=float)
+    first = np.maximum(1, np.floor(total * w / (w.sum() or 1.0)).astype(np.int64))
+    while first.sum() > total:  # flooring at 1 can overshoot: take from the sparsest
+        spare = np.flatnonzero(first > 1)
+        first[spare[np.argmin(w[spare] / first[spare])]] -= 1
+    bound = float(np.max(w / first))
+    sizes = np.maximum(1, np.ceil(w / bound * (1 - 1e-12)).astype(np.int64)).tolist()
     heap = [(-weights[i] / sizes[i], i) for i in range(n)]
     heapq.heapify(heap)
     for _ in range(total - sum(sizes)):

@@ -40,11 +40,12 @@ class ActivationBuffers:
                      ) -> npt.NDArray[np.int64]:
         elems = np.zeros((1, 1), np.int64)
         for tb in content.tensors:
+            if tb.is_vector:
+                continue
             k, _, n = tb.cuts(rows, cols)
-            if tb.category == "linear":
-                elems = np.maximum(elems, k + n)
-            elif content.part == "embedding":
-                elems = np.maximum(elems, k)
+            # a lookup returns a slice of one row; a matrix-vector product needs its input
+            # and output slices
+            elems = np.maximum(elems, k if content.part == "embedding" else k + n)
         elems = elems + split_units(self.hidden_size, rows)[:, None]
         if content.kv is not None and self.attention_heads:
             heads_per_col = -(-self.attention_heads // cols)

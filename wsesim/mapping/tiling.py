@@ -26,9 +26,10 @@ def split_units(total: int, parts: int, unit: int = 1) -> Array:
     """Elements of a ``total``-long dimension held by each of ``parts`` PEs.
 
     The dimension is cut in whole ``unit``s (a quantization group, a 3.5-bit pair) so
-    that no group or pair straddles two PEs; the first ``n_units % parts`` PEs get one
-    unit more, and a partial last unit (when ``unit`` does not divide ``total``) goes to
-    the last PE that holds anything. Sums to ``total``. The result is read-only (cached).
+    that no group or pair straddles two PEs; the last ``n_units % parts`` PEs get one
+    unit more, so that a partial last unit (when ``unit`` does not divide ``total``)
+    lands on a PE with the extra unit and no two PEs differ by more than one unit.
+    Sums to ``total``. The result is read-only (cached).
     """
     return _split_units(int(total), int(parts), int(unit))
 
@@ -40,12 +41,9 @@ def _split_units(total: int, parts: int, unit: int) -> Array:
     n_units = -(-total // unit)
     base, rem = divmod(n_units, parts)
     counts = np.full(parts, base, dtype=np.int64)
-    counts[:rem] += 1
+    counts[parts - rem:] += 1
     elements = counts * unit
-    short = n_units * unit - total
-    if short:
-        last = int(np.flatnonzero(counts)[-1])
-        elements[last] -= short
+    elements[-1] -= n_units * unit - total  # the partial unit, if any, ends the row
     elements.setflags(write=False)
     return elements
 

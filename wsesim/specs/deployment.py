@@ -104,8 +104,8 @@ class Deployment(BaseModel):
                 if dim % g:
                     raise KeyedError(
                         f"{key}.group_size",
-                        f"{g} does not divide {dim_name} = {dim} (groups would straddle "
-                        f"rows of the matrix)",
+                        f"{g} does not divide {dim_name} = {dim} (every row would end in a "
+                        f"partial group)",
                     )
         return self
 

@@ -1,0 +1,190 @@
+"""Bad input gets one line `error: <file>: <key.path>: <what>` on stderr, exit code 2."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from wsesim.cli import main
+
+GOOD = """\
+name: t
+model: llama-3.1-8b
+hardware: wse3
+wafers: 1
+quantization: {weights: int4-g128}
+workload: {batch_size: 1, prompt_tokens: 16, output_tokens: 16}
+"""
+
+
+def run_cli(capsys, path: Path) -> tuple[int, str]:
+    code = main(["run", str(path), "--format", "json"])
+    err = capsys.readouterr().err
+    return code, err
+
+
+def write(tmp_path: Path, text: str, name: str = "dep.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def assert_one_line(code: int, err: str, path: Path | str, key: str, words: str) -> None:
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"error: {path}: {key}: "), lines[0]
+    assert words in lines[0], lines[0]
+
+
+def test_good_file_runs(tmp_path, capsys):
+    assert run_cli(capsys, write(tmp_path, GOOD))[0] == 0
+
+
+def test_malformed_yaml(tmp_path, capsys):
+    path = write(tmp_path, "name: t\nmodel: [llama\n")
+    code, err = run_cli(capsys, path)
+    assert_one_line(code, err, path, "(top level)", "malformed YAML at line")
+
+
+def test_top_level_not_a_mapping(tmp_path, capsys):
+    path = write(tmp_path, "- just\n- a list\n")
+    assert_one_line(*run_cli(capsys, path), path, "(top level)", "expected a mapping")
+
+
+def test_python_tag_is_an_error_never_executed(tmp_path, capsys):
+    marker = tmp_path / "pwned"
+    path = write(tmp_path, GOOD + f"extra: !!python/object/apply:os.system ['touch {marker}']\n")
+    code, err = run_cli(capsys, path)
+    assert_one_line(code, err, path, "(top level)", "malformed YAML")
+    assert not marker.exists()
+
+
+def test_wrong_type(tmp_path, capsys):
+    path = write(tmp_path, GOOD.replace("batch_size: 1", "batch_size: many"))
+    assert_one_line(*run_cli(capsys, path), path, "workload.batch_size", "integer")
+
+
+def test_unknown_key_with_did_you_mean(tmp_path, capsys):
+    path = write(tmp_path, GOOD.replace("batch_size: 1", "batchsize: 1"))
+    assert_one_line(*run_cli(capsys, path), path, "workload.batchsize",
+                    "did you mean 'batch_size'?")
+
+
+def test_unknown_top_level_key(tmp_path, capsys):
+    path = write(tmp_path, GOOD + "wafer: 2\n")
+    assert_one_line(*run_cli(capsys, path), path, "wafer", "did you mean 'wafers'?")
+
+
+def test_non_positive_size(tmp_path, capsys):
+    path = write(tmp_path, GOOD.replace("prompt_tokens: 16", "prompt_tokens: 0"))
+    assert_one_line(*run_cli(capsys, path), path, "workload.prompt_tokens",
+                    "greater than 0")
+
+
+def test_zero_wafers(tmp_path, capsys):
+    path = write(tmp_path, GOOD.replace("wafers: 1", "wafers: 0"))
+    code, err = run_cli(capsys, path)
+    assert code == 2 and err.startswith(f"error: {path}: wafers")
+
+
+def test_unsupported_bits(tmp_path, capsys):
+    path = write(tmp_path, GOOD.replace("{weights: int4-g128}", "{weights: {bits: 5}}"))
+    assert_one_line(*run_cli(capsys, path), path, "quantization.weights.bits",
+                    "bits must be one of")
+
+
+def test_unknown_preset(tmp_path, capsys):
+    path = write(tmp_path, GOOD.replace("int4-g128", "int4-g12"))
+    assert_one_line(*run_cli(capsys, path), path, "quantization.weights", "did you mean")
+
+
+def test_group_size_that_does_not_divide(tmp_path, capsys):
+    path = write(tmp_path, GOOD.replace("{weights: int4-g128}",
+                                        "{weights: {preset: int4-g128, group_size: 4096}}"))
+    assert_one_line(*run_cli(capsys, path), path, "quantization.weights.group_size",
+                    "does not divide intermediate_size = 14336")
+
+
+def test_odd_group_for_pairs(tmp_path, capsys):
+    path = write(tmp_path, GOOD.replace("{weights: int4-g128}",
+                                        "{weights: {bits: 3.5, group_size: 7, scale_bits: 16}}"))
+    code, err = run_cli(capsys, path)
+    assert code == 2 and "quantization.weights.group_size" in err and "even" in err
+
+
+def test_missing_model(tmp_path, capsys):
+    path = write(tmp_path, GOOD.replace("llama-3.1-8b", "llama-3.1-8c"))
+    assert_one_line(*run_cli(capsys, path), path, "model",
+                    "did you mean 'llama-3.1-8b'?")
+
+
+def test_missing_profile(tmp_path, capsys):
+    path = write(tmp_path, GOOD.replace("hardware: wse3", "hardware: wse4"))
+    assert_one_line(*run_cli(capsys, path), path, "hardware", "no hardware profile named")
+
+
+def test_bad_model_file_is_named(tmp_path, capsys):
+    model = write(tmp_path, "hidden_size: 64\nintermediate_size: -1\nnum_hidden_layers: 1\n"
+                            "num_attention_heads: 4\nvocab_size: 10\n", "m.yaml")
+    path = write(tmp_path, GOOD.replace("llama-3.1-8b", "m.yaml"))
+    assert_one_line(*run_cli(capsys, path), model, "intermediate_size", "greater than 0")
+
+
+def test_inline_model_error_is_located(tmp_path, capsys):
+    path = write(tmp_path, GOOD.replace(
+        "model: llama-3.1-8b",
+        "model: {hidden_size: 64, intermediate_size: 64, num_hidden_layers: 1, "
+        "num_attention_heads: 5, vocab_size: 10}"))
+    assert_one_line(*run_cli(capsys, path), path, "model", "not divisible")
+
+
+def test_missing_deployment_file(tmp_path, capsys):
+    path = tmp_path / "nope.yaml"
+    assert_one_line(*run_cli(capsys, path), path, "(top level)", "file not found")
+
+
+def test_missing_required_key(tmp_path, capsys):
+    path = write(tmp_path, GOOD.replace("model: llama-3.1-8b\n", ""))
+    assert_one_line(*run_cli(capsys, path), path, "model", "required")
+
+
+def test_context_shorter_than_sequence(tmp_path, capsys):
+    path = write(tmp_path, GOOD.replace("output_tokens: 16}", "output_tokens: 16, "
+                                        "context_length: 20}"))
+    assert_one_line(*run_cli(capsys, path), path, "workload", "shorter than")
+
+
+def test_grid_larger_than_wafer(tmp_path, capsys):
+    path = write(tmp_path, GOOD + "mapping: {grid: [2000, 10]}\n")
+    assert_one_line(*run_cli(capsys, path), path, "mapping.grid", "larger than")
+
+
+def test_too_many_wafers(tmp_path, capsys):
+    path = write(tmp_path, GOOD.replace("wafers: 1", "wafers: 99"))
+    assert_one_line(*run_cli(capsys, path), path, "wafers", "more than the 34 units")
+
+
+def test_bad_strategy(tmp_path, capsys):
+    path = write(tmp_path, GOOD + "mapping: {strategy: zigzag}\n")
+    assert_one_line(*run_cli(capsys, path), path, "mapping.strategy", "pipeline")
+
+
+def test_bad_hardware_profile_number(tmp_path, capsys):
+    hw = (Path(__file__).parent.parent / "hardware_profiles" / "wse3.yaml").read_text()
+    prof = write(tmp_path, hw.replace("pe_sram_bytes: 49152", "pe_sram_bytes: 1000"), "hw.yaml")
+    path = write(tmp_path, GOOD.replace("hardware: wse3", "hardware: hw.yaml"))
+    assert_one_line(*run_cli(capsys, path), prof, "(top level)", "runtime_reserve_bytes")
+
+
+def test_subprocess_shows_no_traceback(tmp_path):
+    path = write(tmp_path, GOOD.replace("batch_size: 1", "batch_size: -3"))
+    proc = subprocess.run([sys.executable, "-m", "wsesim", "run", str(path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.count("\n") == 1
+    assert proc.stdout == ""
