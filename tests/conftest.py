@@ -49,3 +49,13 @@ def deployment(**over: Any) -> Deployment:
 @pytest.fixture
 def root() -> Path:
     return ROOT
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _run_from_project_root():
+    """Example paths in tests are relative to the project root, wherever pytest starts."""
+    import os
+    before = os.getcwd()
+    os.chdir(ROOT)
+    yield
+    os.chdir(before)

@@ -34,16 +34,13 @@ def memory_rows(r: Result) -> list[tuple[str, int]]:
 
 
 def envelope_gaps(r: Result) -> list[tuple[str, int]]:
-    """What the envelope figure (parameters x weight bits / 8) leaves out."""
+    """What the envelope figure (parameters x weight bits / 8) leaves out; the envelope
+    plus these is the total."""
     m, it = r.memory, r.memory.items
-    tables = it["embedding_table_bytes"] + it["lm_head_bytes"]
-    # Bytes of the same tables at the weights' bit width, as the envelope counts them.
-    table_params = r.model.vocab_size * r.model.hidden_size * (
-        (1 if it["embedding_table_bytes"] else 0) + (1 if it["lm_head_bytes"] else 0))
-    bits = m.naive_weights_bytes * 8 / max(r.model.parameters, 1)
     return [
-        ("quantization scales + zeros", m.quant_metadata_bytes),
-        ("embeddings and LM head above the weights' width", int(tables - table_params * bits / 8)),
+        ("quantization scales + zeros", it["whole_metadata_bytes"]),
+        ("tensors wider than the weights (embeddings, LM head, norms)",
+         it["whole_payload_bytes"] - m.naive_weights_bytes),
         ("KV cache", m.kv_cache_bytes),
         ("activation buffers", m.activation_bytes),
         ("runtime reserve", m.runtime_reserved_bytes),
@@ -106,6 +103,8 @@ def render_text(r: Result, width: int = 110) -> str:
               f"{_gb(mem.naive_weights_bytes)} GB of weights. It leaves out:")
     for name, value in envelope_gaps(r):
         con.print(f"  + {_gb(value):>8} GB  {name}")
+    con.print(f"  = {_gb(mem.total_bytes):>8} GB  in all, against {_gb(mem.capacity_bytes)} GB "
+              f"of SRAM on {r.wafers} wafer{'s' if r.wafers > 1 else ''}")
     verdict = "FITS" if mem.fits else "DOES NOT FIT"
     con.print(f"[bold]{verdict}[/bold]: fullest PE {mem.max_pe_bytes:,} of "
               f"{mem.pe_sram_bytes:,} B")

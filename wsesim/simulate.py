@@ -63,7 +63,8 @@ def _items(ledger: MemoryLedger) -> dict[str, int]:
         "norms_and_biases_bytes": sum_of(vectors, "payload_bytes"),
         "kv_cache_bytes": sum_of(["kv_cache"], "payload_bytes")
         + sum_of(["kv_cache"], "metadata_bytes"),
-        "packed_whole_bytes": sum(sum_of(everything, a) for a in whole),
+        "whole_payload_bytes": sum_of(everything, "whole_payload_bytes"),
+        "whole_metadata_bytes": sum_of(everything, "whole_metadata_bytes"),
         "cut_overhead_bytes": sum(sum_of(everything, a) for a in stored)
         - sum(sum_of(everything, a) for a in whole),
         "imbalance_bytes": sum(v.imbalance_bytes for v in t.values()),

@@ -11,10 +11,9 @@ planner scores by the bytes of the fullest PE).
 from __future__ import annotations
 
 import heapq
+import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
-
-import numpy as np
 
 from wsesim.mapping.partition import partition_contiguous
 
@@ -53,13 +52,13 @@ def apportion(weights: Sequence[float], total: int) -> list[int]:
     n = len(weights)
     if n > total:
         raise ValueError(f"{n} stages cannot each get a row or column out of {total}")
-    w = np.asarray(weights, dtype=float)
-    first = np.maximum(1, np.floor(total * w / (w.sum() or 1.0)).astype(np.int64))
-    while first.sum() > total:  # flooring at 1 can overshoot: take from the sparsest
-        spare = np.flatnonzero(first > 1)
-        first[spare[np.argmin(w[spare] / first[spare])]] -= 1
-    bound = float(np.max(w / first))
-    sizes = np.maximum(1, np.ceil(w / bound * (1 - 1e-12)).astype(np.int64)).tolist()
+    wsum = sum(weights) or 1.0
+    first = [max(1, int(total * w / wsum)) for w in weights]
+    while sum(first) > total:  # flooring at 1 can overshoot: take from the sparsest
+        i = min((i for i in range(n) if first[i] > 1), key=lambda i: weights[i] / first[i])
+        first[i] -= 1
+    bound = max(w / f for w, f in zip(weights, first)) * (1 + 1e-12)
+    sizes = [max(1, math.ceil(w / bound)) for w in weights]
     heap = [(-weights[i] / sizes[i], i) for i in range(n)]
     heapq.heapify(heap)
     for _ in range(total - sum(sizes)):

@@ -36,8 +36,13 @@ class ActivationBuffers:
     hidden_size: int
     attention_heads: int = 0  # heads whose scores this stage keeps (attention only)
 
-    def bytes_per_pe(self, content: "StageContent", rows: int, cols: int
-                     ) -> npt.NDArray[np.int64]:
+    def bytes_per_pe(self, content: "StageContent", rows: int, cols: int,
+                     peak: bool = False) -> npt.NDArray[np.int64]:
+        """Buffer bytes per PE (broadcastable to rows x cols); ``peak``: a 1 x 1 upper
+        bound on their largest, from 1-D cuts only (to rate layouts quickly)."""
+        def fold(a: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+            return np.max(a, keepdims=True) if peak else a
+
         elems = np.zeros((1, 1), np.int64)
         for tb in content.tensors:
             if tb.is_vector:
@@ -45,11 +50,12 @@ class ActivationBuffers:
             k, _, n = tb.cuts(rows, cols)
             # a lookup returns a slice of one row; a matrix-vector product needs its input
             # and output slices
-            elems = np.maximum(elems, k if content.part == "embedding" else k + n)
-        elems = elems + split_units(self.hidden_size, rows)[:, None]
+            elems = np.maximum(elems, fold(k) if content.part == "embedding"
+                               else fold(k) + fold(n))
+        elems = elems + fold(split_units(self.hidden_size, rows)[:, None])
         if content.kv is not None and self.attention_heads:
             heads_per_col = -(-self.attention_heads // cols)
-            elems = elems + content.kv.tokens_per_pe(rows) * heads_per_col
+            elems = elems + fold(content.kv.tokens_per_pe(rows)) * heads_per_col
         return np.asarray(packed_bytes(self.fmt, 1, elems).total)
 
 
@@ -78,7 +84,7 @@ class StageContent:
         if key not in self._peaks:
             self._peaks[key] = sum(t.peak_bytes(rows, cols) for t in self.tensors) + (
                 self.kv.peak_bytes(rows, cols) if self.kv else 0) + int(
-                np.max(self.buffer_bytes(rows, cols)))
+                self.buffers.bytes_per_pe(self, rows, cols, peak=True).max())
         return self._peaks[key]
 
     def buffer_bytes(self, rows: int, cols: int) -> npt.NDArray[np.int64]:
@@ -200,14 +206,18 @@ def make_plan(dep: Deployment, wafers: int) -> Plan:
     weights = [sum(s.content.whole_bytes for s in u) for u in units]
     rows, cols = dep.grid_shape
     wafer_plans = []
+    layouts: dict[tuple[int, ...], list[Region]] = {}  # wafers holding alike stages
     for w, unit_range in enumerate(partition_contiguous(weights, wafers)):
         stages = [s for i in unit_range for s in units[i]]
         if dep.mapping.strategy == "sequential":
             regions = [Region(w, 0, 0, rows, cols)] * len(stages)
         else:
-            regions = layout_regions(
-                [max(s.content.whole_bytes, 1) for s in stages], rows, cols, wafer=w,
-                score=lambda i, r, c: stages[i].content.peak_bytes(r, c))
+            alike = tuple(id(s.content) for s in stages)
+            if alike not in layouts:
+                layouts[alike] = layout_regions(
+                    [max(s.content.whole_bytes, 1) for s in stages], rows, cols,
+                    score=lambda i, r, c: stages[i].content.peak_bytes(r, c))
+            regions = [dataclasses.replace(r, wafer=w) for r in layouts[alike]]
         wafer_plans.append(WaferPlan(w, tuple(
             dataclasses.replace(s, region=r) for s, r in zip(stages, regions))))
     return Plan(dep, tuple(wafer_plans), tuple(notes))

@@ -1,0 +1,96 @@
+"""The command line: contract keys of the JSON report, the other formats, listings."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from wsesim.cli import main
+
+EXAMPLE = "examples/llama-3.1-405b-w3.5-5x-wse3.yaml"
+
+
+@pytest.fixture(scope="module")
+def report_405b():
+    proc = subprocess.run([sys.executable, "-m", "wsesim", "run", EXAMPLE, "--format",
+                           "json"], capture_output=True, text=True, check=True)
+    return json.loads(proc.stdout)
+
+
+def test_json_has_the_contract_keys(report_405b):
+    r = report_405b
+    assert {"name", "parameters", "layers"} <= set(r["model"])
+    assert {"weights_bytes", "quant_metadata_bytes", "kv_cache_bytes", "activation_bytes",
+            "runtime_reserved_bytes", "total_bytes", "capacity_bytes", "pe_sram_bytes",
+            "max_pe_bytes", "fits", "limiting"} <= set(r["memory"])
+    for wafer in r["partition"]:
+        assert {"wafer", "layers", "used_bytes", "capacity_bytes", "max_pe_bytes",
+                "fits"} <= set(wafer)
+    assert "min_wafers" in r
+
+
+def test_json_numbers_add_up(report_405b):
+    m = report_405b["memory"]
+    assert m["total_bytes"] == (m["weights_bytes"] + m["quant_metadata_bytes"]
+                                + m["kv_cache_bytes"] + m["activation_bytes"]
+                                + m["runtime_reserved_bytes"])
+    assert m["capacity_bytes"] == 5 * 1170 * 755 * 49152
+    assert m["runtime_reserved_bytes"] == 5 * 1170 * 755 * 4176
+    assert report_405b["model"]["parameters"] == 405_853_388_800
+    assert m["fits"] is False and m["max_pe_bytes"] > m["pe_sram_bytes"]
+    assert report_405b["min_wafers"] == 6
+    layers = [w["layers"] for w in report_405b["partition"]]
+    assert layers[0][0] == 0 and layers[-1][1] == 125
+    assert all(a[1] + 1 == b[0] for a, b in zip(layers, layers[1:]))
+    assert sum(w["used_bytes"] for w in report_405b["partition"]) == m["total_bytes"]
+    it = m["items"]
+    assert m["weights_bytes"] == (it["linear_weights_bytes"] + it["embedding_table_bytes"]
+                                  + it["lm_head_bytes"] + it["norms_and_biases_bytes"])
+    # 16-bit embedding table and LM head: vocab x hidden x 2 bytes each
+    assert it["embedding_table_bytes"] == it["lm_head_bytes"] == 128256 * 16384 * 2
+
+
+def test_text_report_says_what_limits(capsys):
+    assert main(["run", EXAMPLE]) == 0
+    out = capsys.readouterr().out
+    assert "DOES NOT FIT" in out and "fewest on which it fits: 6" in out
+    assert "177.56 GB" in out  # the envelope, with what it leaves out listed below it
+    assert "runtime reserve" in out
+
+
+def test_markdown_report(capsys):
+    assert main(["run", "examples/llama-3.1-8b-bf16-wse3.yaml", "--format", "markdown"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("# wsesim: llama-3.1-8b-bf16-wse3")
+    assert "| **total** |" in out and "**Fits**" in out
+
+
+def test_models_and_profiles_are_listed(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "405,853,388,800" in out and "qwen2-72b" in out
+    assert main(["profiles"]) == 0
+    out = capsys.readouterr().out
+    assert "wse2" in out and "wse3" in out and "1170 x 755" in out
+    assert main(["formats"]) == 0
+    assert "w3.5-g128" in capsys.readouterr().out
+
+
+def test_console_script_entry_point_is_declared():
+    import tomllib
+    from pathlib import Path
+    data = tomllib.loads(Path("pyproject.toml").read_text())
+    assert data["project"]["scripts"]["wsesim"] == "wsesim.cli:main"
+
+
+def test_envelope_plus_what_it_leaves_out_is_the_total():
+    from wsesim.report import envelope_gaps
+    from wsesim.simulate import simulate
+    from wsesim.specs import load_deployment
+    r = simulate(load_deployment("examples/llama-3.1-405b-w3.5-5x-wse3-proposal.yaml"))
+    assert r.memory.naive_weights_bytes + sum(v for _, v in envelope_gaps(r)) == \
+        r.memory.total_bytes
+    # the proposal's accounting stores no scales or zeros
+    assert dict(envelope_gaps(r))["quantization scales + zeros"] == 0

@@ -1,0 +1,52 @@
+"""Deployment specs: quantization forms, defaults, name resolution."""
+from __future__ import annotations
+
+from conftest import deployment
+from wsesim.quant import preset
+from wsesim.specs import load_deployment, load_hardware
+
+
+def test_quantization_as_a_preset_string():
+    dep = deployment(quantization="w3.5-g128")
+    assert dep.quantization.weights == preset("w3.5-g128")
+    assert dep.quantization.embeddings.bits == 16 and dep.quantization.kv_cache.bits == 16
+
+
+def test_quantization_full_form_and_preset_with_overrides():
+    dep = deployment(quantization={
+        "weights": {"bits": 3.5, "group_size": 64, "scale_bits": 16, "zero_bits": 0,
+                    "packing": "byte"},
+        "embeddings": {"preset": "int8", "scale_bits": 32},
+        "kv_cache": "int8", "activations": {"bits": 32}})
+    q = dep.quantization
+    assert (q.weights.bits, q.weights.group_size, q.weights.packing) == (3.5, 64, "byte")
+    assert q.embeddings.bits == 8 and q.embeddings.scale_bits == 32
+    assert q.activations.bits == 32
+
+
+def test_defaults():
+    dep = deployment(workload={}, mapping={})
+    assert dep.workload.batch_size == 1
+    assert dep.workload.kv_tokens == dep.workload.prompt_tokens + dep.workload.output_tokens
+    assert dep.mapping.strategy == "pipeline" and dep.simulation.fidelity == "tile"
+
+
+def test_grid_sub_rectangle():
+    dep = deployment(mapping={"strategy": "sequential", "grid": [4, 6]})
+    assert dep.grid_shape == (4, 6)
+
+
+def test_shipped_profiles_match_their_sources():
+    wse3 = load_hardware("wse3")
+    assert (wse3.grid_rows, wse3.grid_cols) == (1172 - 2, 762 - 7)  # fabric minus memcpy
+    assert wse3.usable_pe_bytes == 44_976
+    wse2 = load_hardware("wse2")
+    assert (wse2.grid_rows, wse2.grid_cols) == (994, 750)
+    assert wse2.wafer_sram_bytes == 994 * 750 * 49152
+
+
+def test_every_example_loads():
+    from pathlib import Path
+    for path in sorted(Path("examples").glob("*.yaml")):
+        if "sweep" not in path.name:
+            assert load_deployment(path).name == path.stem
