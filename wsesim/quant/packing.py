@@ -25,8 +25,10 @@ Quantization convention (ours, stated here because the 3.5-bit format needs one)
 
 * Per group, symmetric (``zero_bits == 0``): offset 0, scale ``s = absmax / qpos``.
   With zero points: offset ``(max + min) / 2`` and ``s = (max - min) / 2 / qpos``; a
-  16-bit zero stores the offset as fp16; a 4/8-bit zero stores ``z = round(offset/s)``
-  clipped to the signed zero range, and the offset becomes ``s * z``.
+  16-bit zero stores the offset as fp16. A 4/8-bit zero first widens the range to
+  include 0 (as GPTQ does) and takes ``s = (max - min) / 2 / (qpos - 1/2)``; it stores
+  ``z = round(offset/s)`` and the offset becomes ``s * z`` (half a step of room keeps
+  every weight in range).
 * ``qpos`` = 127 (8-bit), 7 (4-bit), 6 (3.5-bit).
 * ``q = clip(round((x - offset) / step), qmin, qmax)`` with ``step = s``, except the
   3.5-bit format's 3-bit lane (odd indices), whose step is ``2*s`` (derived, not
@@ -278,10 +280,16 @@ def quantize(fmt: QuantFormat, w: npt.ArrayLike) -> QuantizedTensor:
             scales = _store(half / qpos, fmt.scale_bits, "scale")
             offsets = _store(mid, 16, "offset")
         else:
+            # Integer zero points (as GPTQ does): the range is widened to include 0, and
+            # the step leaves half a step of room, so rounding the offset to s*z never
+            # pushes a weight out of range.
             zmin, zmax = _ZERO_RANGE[fmt.zero_bits]
+            gmax0, gmin0 = np.maximum(gmax, 0), np.minimum(gmin, 0)
             flat = gmax == gmin
-            scales = _store(np.where(flat, np.abs(gmax), half / qpos), fmt.scale_bits,
-                            "scale")
+            half = (gmax0 - gmin0) / 2
+            mid = np.where(flat, gmax, (gmax0 + gmin0) / 2)
+            scales = _store(np.where(flat, np.abs(gmax), half / (qpos - 0.5)),
+                            fmt.scale_bits, "scale")
             # a constant group c has s = |c|, so z = round(c / |c|) = sign(c)
             z = np.clip(np.rint(_safe_div(mid, scales.astype(np.float64))), zmin, zmax)
             z = z.astype(np.int64)  # integers: no -0.0 offsets
