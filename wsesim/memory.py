@@ -92,8 +92,34 @@ def _nkg(tb, rows: int, cols: int):
 
 
 @dataclass
+class RegionMemory:
+    """Per-PE bytes of one region (a stage's, or in ``sequential`` the whole grid shared
+    by several stages), by category: int64 arrays of the region's shape."""
+
+    region: Region
+    stages: list[Stage]
+    weights: Array
+    quant_metadata: Array
+    kv_cache: Array
+    activations: Array
+    reserve_bytes: int
+
+    @cached_property
+    def used(self) -> Array:
+        """Bytes per PE including the runtime reserve."""
+        return (self.weights + self.quant_metadata + self.kv_cache + self.activations
+                + self.reserve_bytes)
+
+    @property
+    def label(self) -> str:
+        return self.stages[0].name if len(self.stages) == 1 else \
+            f"{len(self.stages)} stages sharing the grid"
+
+
+@dataclass
 class WaferMemory:
-    """Per-PE bytes on one wafer's used grid, by category (int64 arrays, rows x cols)."""
+    """Per-PE bytes on one wafer's used grid, by category (int64 arrays, rows x cols);
+    PEs outside every region hold only the runtime reserve."""
 
     wafer: int
     weights: Array
@@ -122,36 +148,86 @@ class FullestPE:
 
 @dataclass
 class MemoryLedger:
-    """Per-PE SRAM of a whole plan, with totals and the split waste."""
+    """Per-PE SRAM of a whole plan, region by region, with totals and the cut waste.
+    Whole-wafer arrays (for heatmaps) are assembled on demand by :meth:`wafer`."""
 
     plan: Plan
-    wafers: list[WaferMemory]
+    regions: list[RegionMemory]
     by_tensor: dict[str, TensorTotals]  # summed over every stage holding the tensor
+    _wafers: dict[int, WaferMemory] = field(default_factory=dict, repr=False)
+
+    @property
+    def deployment(self):
+        return self.plan.deployment
 
     @property
     def pe_sram_bytes(self) -> int:
-        return self.plan.deployment.hardware.pe_sram_bytes
+        return self.deployment.hardware.pe_sram_bytes
+
+    @property
+    def reserve_bytes(self) -> int:
+        return self.deployment.hardware.runtime_reserve_bytes
+
+    @property
+    def pes_per_wafer(self) -> int:
+        rows, cols = self.deployment.grid_shape
+        return rows * cols
 
     def total(self, category: str) -> int:
+        """Bytes of one category summed over every PE of every wafer."""
         if category == "runtime_reserved":
-            return sum(w.reserve_bytes * w.weights.size for w in self.wafers)
-        return int(sum(int(getattr(w, category).sum()) for w in self.wafers))
+            return self.reserve_bytes * self.pes_per_wafer * len(self.plan.wafers)
+        return sum(int(getattr(r, category).sum()) for r in self.regions)
+
+    def idle_pes(self, wafer: int | None = None) -> int:
+        """PEs that hold no stage (only the runtime)."""
+        wafers = range(len(self.plan.wafers)) if wafer is None else [wafer]
+        return sum(self.pes_per_wafer - sum(r.region.pes for r in self.regions
+                                            if r.region.wafer == w) for w in wafers)
+
+    def free_and_overflow_bytes(self) -> tuple[int, int]:
+        """SRAM left free on PEs that fit, and bytes above SRAM on PEs that do not."""
+        sram = self.pe_sram_bytes
+        free = self.idle_pes() * (sram - self.reserve_bytes)
+        over = 0
+        for r in self.regions:
+            free += int(np.maximum(sram - r.used, 0).sum())
+            over += int(np.maximum(r.used - sram, 0).sum())
+        return free, over
 
     def fullest_pe(self) -> FullestPE:
-        best = max(self.wafers, key=lambda w: int(w.used.max()))
-        used = best.used
-        row, col = np.unravel_index(int(np.argmax(used)), used.shape)
-        sid = int(best.stage_map[row, col])
-        stage_name = ("several stages (sequential)" if sid == -2 else
-                      "no stage" if sid == -1 else self.plan.stages[sid].name)
+        best = max(self.regions, key=lambda r: int(r.used.max()))
+        row, col = np.unravel_index(int(np.argmax(best.used)), best.used.shape)
         by_cat = {c: int(getattr(best, c)[row, col]) for c in CATEGORIES}
-        by_cat["runtime_reserved"] = best.reserve_bytes
-        return FullestPE(best.wafer, int(row), int(col), int(used[row, col]), by_cat,
-                         stage_name)
+        by_cat["runtime_reserved"] = self.reserve_bytes
+        reg = best.region
+        return FullestPE(reg.wafer, reg.row0 + int(row), reg.col0 + int(col),
+                         int(best.used[row, col]), by_cat, best.label)
 
     @property
     def fits(self) -> bool:
         return self.fullest_pe().bytes <= self.pe_sram_bytes
+
+    def wafer(self, index: int) -> WaferMemory:
+        """Whole-grid arrays of one wafer (built once, on first use)."""
+        if index not in self._wafers:
+            rows, cols = self.deployment.grid_shape
+            arrays = {c: np.zeros((rows, cols), np.int64) for c in CATEGORIES}
+            stage_map = np.full((rows, cols), -1, np.int32)
+            for r in self.regions:
+                if r.region.wafer != index:
+                    continue
+                window = _window(r.region)
+                for c in CATEGORIES:
+                    arrays[c][window] = getattr(r, c)
+                stage_map[window] = r.stages[0].index if len(r.stages) == 1 else -2
+            self._wafers[index] = WaferMemory(index, *(arrays[c] for c in CATEGORIES),
+                                              self.reserve_bytes, stage_map)
+        return self._wafers[index]
+
+    @property
+    def wafers(self) -> list[WaferMemory]:
+        return [self.wafer(w) for w in range(len(self.plan.wafers))]
 
 
 def _stage_key(stage: Stage) -> tuple:
@@ -160,66 +236,39 @@ def _stage_key(stage: Stage) -> tuple:
     return (stage.content, r.rows, r.cols)
 
 
-RegionStages = list[tuple[StageBytes, list[Stage]]]
-
-
-def _by_region(plan: Plan, stages: list[Stage], cache: dict[tuple, StageBytes]
-               ) -> dict[Region, RegionStages]:
-    """Stages grouped by region, identical stages (every layer's attention, say) sharing
-    one StageBytes, computed once."""
-    regions: dict[Region, dict[tuple, tuple[StageBytes, list[Stage]]]] = {}
-    for stage in stages:
-        key = _stage_key(stage)
-        if key not in cache:
-            cache[key] = stage_bytes(stage)
-        assert stage.region is not None
-        group = regions.setdefault(stage.region, {})
-        group.setdefault(key, (cache[key], []))[1].append(stage)
-    return {r: list(g.values()) for r, g in regions.items()}
-
-
 def _window(r: Region) -> tuple[slice, slice]:
     return (slice(r.row0, r.row0 + r.rows), slice(r.col0, r.col0 + r.cols))
 
 
 def build_ledger(plan: Plan) -> MemoryLedger:
-    """Per-PE arrays for every wafer of a plan."""
-    dep = plan.deployment
-    rows, cols = dep.grid_shape
-    reserve = dep.hardware.runtime_reserve_bytes
+    """Per-PE bytes of every region of a plan. Stages alike in content and region shape
+    (every layer's attention, say) are computed once; stages sharing a region (the
+    ``sequential`` strategy) add up, except activation buffers, which are reused."""
     cache: dict[tuple, StageBytes] = {}
+    by_region: dict[Region, dict[tuple, list[Stage]]] = {}
+    for stage in plan.stages:
+        key = _stage_key(stage)
+        if key not in cache:
+            cache[key] = stage_bytes(stage)
+        assert stage.region is not None
+        by_region.setdefault(stage.region, {}).setdefault(key, []).append(stage)
     by_tensor: dict[str, TensorTotals] = {}
-    wafers = []
-    for wp in plan.wafers:
-        arrays = {c: np.zeros((rows, cols), np.int64) for c in CATEGORIES}
-        stage_map = np.full((rows, cols), -1, np.int32)
-        for region, groups in _by_region(plan, list(wp.stages), cache).items():
-            window = _window(region)
-            for sb, stages in groups:
-                m = len(stages)
-                for c in ("weights", "quant_metadata", "kv_cache"):
-                    arrays[c][window] += getattr(sb, c) * m
-                np.maximum(arrays["activations"][window], sb.activations,
-                           out=arrays["activations"][window])
-                for name, totals in sb.by_tensor.items():
-                    by_tensor.setdefault(name, TensorTotals()).add(totals, m)
-            only = groups[0][1][0].index if len(groups) == 1 and len(groups[0][1]) == 1 \
-                else -2
-            stage_map[window] = only
-        wafers.append(WaferMemory(wp.wafer, arrays["weights"], arrays["quant_metadata"],
-                                  arrays["kv_cache"], arrays["activations"], reserve,
-                                  stage_map))
-    return MemoryLedger(plan, wafers, by_tensor)
+    regions = []
+    for region, groups in by_region.items():
+        sums = {c: np.zeros((region.rows, region.cols), np.int64) for c in CATEGORIES}
+        for key, stages in groups.items():
+            sb = cache[key]
+            for c in ("weights", "quant_metadata", "kv_cache"):
+                sums[c] += getattr(sb, c) * len(stages)
+            np.maximum(sums["activations"], sb.activations, out=sums["activations"])
+            for name, totals in sb.by_tensor.items():
+                by_tensor.setdefault(name, TensorTotals()).add(totals, len(stages))
+        regions.append(RegionMemory(region, [s for g in groups.values() for s in g],
+                                    *(sums[c] for c in CATEGORIES),
+                                    plan.deployment.hardware.runtime_reserve_bytes))
+    return MemoryLedger(plan, regions, by_tensor)
 
 
 def fullest_pe_bytes(plan: Plan) -> int:
-    """Bytes of the fullest PE, region by region, without whole-wafer arrays (what the
-    search for the fewest wafers needs; equals ``build_ledger(plan).fullest_pe().bytes``)."""
-    cache: dict[tuple, StageBytes] = {}
-    fullest = 0
-    for region, groups in _by_region(plan, plan.stages, cache).items():
-        stored = sum((sb.weights + sb.quant_metadata + sb.kv_cache) * len(stages)
-                     for sb, stages in groups)
-        act = np.maximum.reduce([sb.activations for sb, _ in groups])
-        fullest = max(fullest, int(np.max(stored + act)))
-    return fullest + plan.deployment.hardware.runtime_reserve_bytes
+    """Bytes of the fullest PE of a plan (what the search for the fewest wafers asks)."""
+    return build_ledger(plan).fullest_pe().bytes

@@ -1,8 +1,6 @@
 """One run: deployment -> plan -> per-PE ledger -> fit answers -> Result."""
 from __future__ import annotations
 
-import numpy as np
-
 from wsesim.fit import fewest_wafers
 from wsesim.mapping.plan import Plan, make_plan, max_wafers
 from wsesim.memory import CATEGORIES, MemoryLedger, TensorTotals, build_ledger
@@ -52,8 +50,7 @@ def _items(ledger: MemoryLedger) -> dict[str, int]:
     stored = ("payload_bytes", "metadata_bytes")
     whole = ("whole_payload_bytes", "whole_metadata_bytes")
     everything = [n for n in t if n != "kv_cache"]
-    used = [w.used for w in ledger.wafers]
-    idle = sum(int((w.stage_map == -1).sum()) for w in ledger.wafers)
+    free, overflow = ledger.free_and_overflow_bytes()
     return {
         "linear_weights_bytes": sum_of(LINEAR, "payload_bytes"),
         "linear_metadata_bytes": sum_of(LINEAR, "metadata_bytes"),
@@ -68,10 +65,9 @@ def _items(ledger: MemoryLedger) -> dict[str, int]:
         "cut_overhead_bytes": sum(sum_of(everything, a) for a in stored)
         - sum(sum_of(everything, a) for a in whole),
         "imbalance_bytes": sum(v.imbalance_bytes for v in t.values()),
-        "idle_pes": idle,
-        "free_bytes": int(sum(np.maximum(ledger.pe_sram_bytes - u, 0).sum() for u in used)),
-        "overflow_bytes": int(sum(np.maximum(u - ledger.pe_sram_bytes, 0).sum()
-                                  for u in used)),
+        "idle_pes": ledger.idle_pes(),
+        "free_bytes": free,
+        "overflow_bytes": overflow,
     }
 
 
@@ -117,21 +113,21 @@ def memory_summary(ledger: MemoryLedger) -> MemorySummary:
 def partition_summary(ledger: MemoryLedger) -> list[WaferSummary]:
     plan = ledger.plan
     sram = ledger.pe_sram_bytes
+    reserve = ledger.reserve_bytes
     out = []
-    for wp, wm in zip(plan.wafers, ledger.wafers):
-        used = wm.used
-        regions = []
-        for s in wp.stages:
-            r = s.region
-            window = used[r.row0:r.row0 + r.rows, r.col0:r.col0 + r.cols]
-            regions.append(RegionSummary(s.name, r.row0, r.col0, r.rows, r.cols,
-                                         int(window.max())))
-        max_pe = int(used.max())
+    for wp in plan.wafers:
+        mine = [r for r in ledger.regions if r.region.wafer == wp.wafer]
+        region_max = {r.region: int(r.used.max()) for r in mine}
+        idle = ledger.idle_pes(wp.wafer)
+        used = sum(int(r.used.sum()) for r in mine) + idle * reserve
+        max_pe = max([*region_max.values(), reserve if idle else 0])
+        regions = [RegionSummary(s.name, s.region.row0, s.region.col0, s.region.rows,
+                                 s.region.cols, region_max[s.region]) for s in wp.stages]
         out.append(WaferSummary(
             wafer=wp.wafer, layers=list(wp.layers) if wp.layers else None,
-            holds=_holds(plan, wp.wafer), used_bytes=int(used.sum()),
-            capacity_bytes=used.size * sram, max_pe_bytes=max_pe, fits=max_pe <= sram,
-            regions=regions))
+            holds=_holds(plan, wp.wafer), used_bytes=used,
+            capacity_bytes=ledger.pes_per_wafer * sram, max_pe_bytes=max_pe,
+            fits=max_pe <= sram, regions=regions))
     return out
 
 
