@@ -21,6 +21,10 @@ def tiny_hardware(rows: int = 8, cols: int = 8, sram: int = 49152,
         "sram_write_bytes_per_cycle": 8, "link_bytes_per_cycle": 4,
         "hop_latency_cycles": 1, "ramp_latency_cycles": 2, "colors": 24,
         "interwafer_bytes_per_s": 1.5e11, "interwafer_latency_s": 5e-6,
+        "kernel": {"vector_op_cycles": 4, "comm_step_cycles": 200, "add_cycles": 1,
+                   "elementwise_ops": {"rope": 3, "exp": 6, "rsqrt": 6, "silu": 10},
+                   "dequant_ops_per_weight": {"int8": 2, "int4": 4, "int4-byte": 3,
+                                              "w3.5": 6, "w3.5-byte": 4}},
     }
     hw.update(extra)
     return hw

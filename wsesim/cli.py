@@ -51,6 +51,37 @@ def _cmd_formats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_validate(args: argparse.Namespace) -> int:
+    import json
+
+    from wsesim.validate import find_cases, load_case, run_case
+
+    results = [run_case(load_case(p)) for p in find_cases(args.cases)]
+    if args.format == "json":
+        print(json.dumps([r.to_dict() for r in results], indent=2))
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title="Predictions against published measurements",
+                      title_justify="left")
+        for col in ("case", "metric", "measured", "predicted", "error", ""):
+            table.add_column(col, justify="left" if col in ("case", "metric") else "right")
+        for r in results:
+            table.add_row(r.name, r.metric, f"{r.measured:.4g}", f"{r.predicted:.4g}",
+                          f"{r.error:+.1%}", "ok" if r.passed else
+                          f"OFF (> {r.tolerance:.0%})")
+        Console(width=110).print(table)
+        for r in results:
+            print(f"{r.name}: {r.source}")
+    failed = [r.name for r in results if not r.passed]
+    if failed:
+        print(f"error: validation: {len(failed)} case(s) off by more than their "
+              f"tolerance: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wsesim",
@@ -61,6 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("file", help="deployment YAML")
     run.add_argument("--format", choices=("text", "json", "markdown"), default="text")
     run.set_defaults(func=_cmd_run)
+    val = sub.add_parser("validate", help="predictions against published measurements")
+    val.add_argument("cases", nargs="*", help="case names in validation/ or paths (all "
+                                              "by default)")
+    val.add_argument("--format", choices=("text", "json"), default="text")
+    val.set_defaults(func=_cmd_validate)
     sub.add_parser("models", help="list the shipped models").set_defaults(func=_cmd_models)
     sub.add_parser("profiles", help="list the shipped hardware profiles").set_defaults(
         func=_cmd_profiles)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from wsesim.fit import fewest_wafers
 from wsesim.mapping.plan import Plan, make_plan, max_wafers
+from wsesim.performance import simulate_performance
 from wsesim.memory import CATEGORIES, MemoryLedger, TensorTotals, build_ledger
 from wsesim.result import (FullestPESummary, HardwareSummary, MemorySummary, ModelSummary,
                            RegionSummary, Result, WaferSummary)
@@ -131,12 +132,14 @@ def partition_summary(ledger: MemoryLedger) -> list[WaferSummary]:
     return out
 
 
-def simulate(dep: Deployment) -> Result:
+def simulate(dep: Deployment, with_performance: bool = True,
+             find_min_wafers: bool = True) -> Result:
     """Plan ``dep`` (finding the fewest wafers for ``wafers: auto``), account every PE's
     SRAM, and return the itemized answer."""
     notes = []
     known = {} if dep.wafers == "auto" else {dep.wafers: make_plan(dep, dep.wafers)}
-    min_wafers = fewest_wafers(dep, known)
+    min_wafers = fewest_wafers(dep, known) if find_min_wafers or dep.wafers == "auto" \
+        else None
     if dep.wafers == "auto":
         wafers = min_wafers or max_wafers(dep)
         if min_wafers is None:
@@ -146,6 +149,10 @@ def simulate(dep: Deployment) -> Result:
         wafers = dep.wafers
     plan = known.get(wafers) or make_plan(dep, wafers)
     ledger = build_ledger(plan)
+    memory = memory_summary(ledger)
+    performance = None
+    if with_performance:
+        performance, _, _ = simulate_performance(plan, memory.fits)
     m = dep.model
     hw = dep.hardware
     q = dep.quantization
@@ -162,6 +169,6 @@ def simulate(dep: Deployment) -> Result:
                       ("weights", "embeddings", "kv_cache", "activations")},
         workload={"batch_size": wl.batch_size, "prompt_tokens": wl.prompt_tokens,
                   "output_tokens": wl.output_tokens, "context_length": wl.kv_tokens},
-        memory=memory_summary(ledger), partition=partition_summary(ledger),
+        memory=memory, partition=partition_summary(ledger), performance=performance,
         min_wafers=min_wafers, assumptions=list(ASSUMPTIONS),
         notes=[*plan.notes, *notes], plan=plan, ledger=ledger)

@@ -51,12 +51,22 @@ class MappingSpec(BaseModel):
 
     strategy: Literal["pipeline", "sequential"] = "pipeline"
     grid: tuple[PositiveInt, PositiveInt] | None = None  # [rows, cols] sub-rectangle
+    # how partial sums are reduced along a row or column of a region: auto takes the
+    # fastest; two-level is WaferLLM's (chains in groups, a chain over group roots)
+    allreduce: Literal["auto", "chain", "tree", "two-level"] = "auto"
+    allreduce_groups: PositiveInt | None = None  # two-level group count (None: fastest)
 
 
 class SimulationSpec(BaseModel):
+    """How the performance is simulated. ``tile``: stages and links as queues with
+    closed-form service times; ``pe``: every PE and link (small grids only)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     fidelity: Literal["tile", "pe"] = "tile"
+    # prompt tokens a stage takes at once in prefill (None: the whole prompt for
+    # sequential, up to 128 for pipeline so that stages overlap on one prompt)
+    prefill_chunk_tokens: PositiveInt | None = None
 
 
 class Deployment(BaseModel):

@@ -9,6 +9,26 @@ from pydantic import (BaseModel, ConfigDict, NonNegativeFloat, NonNegativeInt,
                       PositiveFloat, PositiveInt, model_validator)
 
 
+class KernelProfile(BaseModel):
+    """How the PE programs behave, beyond the raw hardware numbers: fixed costs of
+    instructions and fabric phases, dequantization work, the default allreduce.
+
+    ``calibrated`` names, for every constant fitted to a measurement, the validation
+    case it was fitted on; everything else carries its source in the profile's comments.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    vector_op_cycles: NonNegativeFloat       # fixed issue cost of one vector instruction
+    comm_step_cycles: NonNegativeFloat       # fixed cost of one synchronized fabric phase
+    add_cycles: NonNegativeFloat = 1.0       # receive-add-forward of one wavelet in a chain
+    elementwise_ops: dict[str, PositiveFloat] = {}  # vector instructions per element of
+    #                                                 exp, silu, rsqrt, rope (see profile)
+    dequant_ops_per_weight: dict[str, NonNegativeFloat] = {}  # SIMD ops per weight by format
+    allreduce: str = "two-level"
+    calibrated: dict[str, str] = {}
+
+
 class HardwareProfile(BaseModel):
     """One wafer-scale engine and the links between several of them."""
 
@@ -33,6 +53,7 @@ class HardwareProfile(BaseModel):
     colors_reserved: NonNegativeInt = 0
     interwafer_bytes_per_s: PositiveFloat       # per wafer, each direction
     interwafer_latency_s: NonNegativeFloat
+    kernel: KernelProfile
 
     @model_validator(mode="after")
     def _consistent(self) -> "HardwareProfile":

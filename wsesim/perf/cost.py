@@ -1,0 +1,59 @@
+"""Cycles of an operation, kept apart by physical cause (so a bottleneck can be named)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Union
+
+import numpy as np
+
+Num = Union[float, np.ndarray]
+
+CAUSES = {
+    "compute": "PE arithmetic (multiply-accumulates and vector work)",
+    "dequant": "dequantization of sub-16-bit weights",
+    "latency": "fabric latency (hops, ramps and per-hop adds)",
+    "bandwidth": "fabric bandwidth (wavelets queued on a link)",
+    "overhead": "fixed costs (instruction issue, synchronized fabric phases)",
+    "interwafer": "inter-wafer link (bandwidth and latency)",
+}
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Cycles by cause. Fields may be numpy arrays (one entry per context length)."""
+
+    compute: Num = 0.0
+    dequant: Num = 0.0
+    latency: Num = 0.0
+    bandwidth: Num = 0.0
+    overhead: Num = 0.0
+    interwafer: Num = 0.0
+
+    @property
+    def total(self) -> Num:
+        return (self.compute + self.dequant + self.latency + self.bandwidth
+                + self.overhead + self.interwafer)
+
+    def __add__(self, other: "Cost") -> "Cost":
+        return Cost(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
+
+    def __mul__(self, k: Num) -> "Cost":
+        return Cost(*(getattr(self, f.name) * k for f in fields(self)))
+
+    __rmul__ = __mul__
+
+    def by_cause(self) -> dict[str, Num]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def total_of(costs: "list[Cost]") -> Cost:
+    out = Cost()
+    for c in costs:
+        out = out + c
+    return out
+
+
+def stack(costs: "list[Cost]") -> Cost:
+    """One Cost whose fields are arrays, entry i from ``costs[i]``."""
+    return Cost(*(np.array([float(np.asarray(getattr(c, f.name))) for c in costs])
+                  for f in fields(Cost)))

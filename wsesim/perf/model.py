@@ -1,0 +1,239 @@
+"""Service times for the simulation and closed-form bounds, for one plan.
+
+The timeline of one token through a pipeline is a chain of elements: for every stage,
+the path that brings it its input (a delay for the head of the message, a link
+occupancy for its wavelets) and the stage's own work on its region; between wafers, the
+inter-wafer link. Decode costs depend on the context length, so each stage's cost is an
+array over the decode steps; prefill is taken in chunks of prompt tokens.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from wsesim.mapping.layout import Region
+from wsesim.mapping.plan import Plan, Stage
+from wsesim.perf.cost import CAUSES, Cost, stack, total_of
+from wsesim.perf.stages import Kernels, prefill_cost, stage_cost
+
+
+@dataclass
+class Element:
+    """One server of the chain: ``service`` cycles of occupancy after a ``delay`` (the
+    time the input needs to arrive, which occupies nothing). Arrays: one entry per
+    decode step or prefill chunk."""
+
+    name: str
+    stage: Stage | None
+    decode: Cost            # per decode step (arrays)
+    prefill: Cost           # per prefill chunk (arrays)
+    delay_is_latency: bool = False  # a path: its latency is a delay, bandwidth occupies
+
+
+@dataclass
+class Segment:
+    """The elements of one wafer, in the order a token visits them."""
+
+    wafer: int
+    elements: list[Element]
+
+
+@dataclass
+class PerformanceModel:
+    plan: Plan
+    kernels: Kernels
+    segments: list[Segment]
+    link_decode: Cost        # one token's activation from one wafer to the next
+    link_prefill: Cost       # one prefill chunk's activations (arrays over chunks)
+    feedback: Cost           # the sampled token back to the embedding stage
+    decode_contexts: np.ndarray
+    chunk_tokens: np.ndarray
+    stage_decode: list[tuple[Stage, Cost]]  # every stage and path into one, decode
+    notes: list[str] = field(default_factory=list)
+
+    def link_timing(self, phase: str) -> tuple[np.ndarray, np.ndarray]:
+        """(occupancy, delay) of the inter-wafer link per decode step or prefill chunk:
+        the wavelets hold the link; the edge paths and the link latency do not."""
+        cost = self.link_decode if phase == "decode" else self.link_prefill
+        n = len(self.decode_contexts if phase == "decode" else self.chunk_tokens)
+        nbytes = self.plan.deployment.model.hidden_size * self.kernels.act_bytes * (
+            1 if phase == "decode" else self.chunk_tokens)
+        occupancy = np.ones(n) * self.kernels.fabric.interwafer_occupancy(nbytes)
+        return occupancy, np.ones(n) * cost.total - occupancy
+
+    def feedback_timing(self) -> tuple[float, float]:
+        """(occupancy, delay) of sending the sampled token back to the embeddings."""
+        occupancy = (self.kernels.fabric.interwafer_occupancy(4)
+                     if len(self.segments) > 1 else 0.0)
+        return occupancy, float(np.asarray(self.feedback.total)) - occupancy
+
+    @property
+    def clock_hz(self) -> float:
+        return self.plan.deployment.hardware.clock_hz
+
+    # ---- closed forms -----------------------------------------------------------
+    def token_path(self, step: int | None = None) -> Cost:
+        """Cycles of one decode pass through every element with no queueing (at decode
+        step ``step``, or averaged over the decode steps), feedback included."""
+        def at(c: Cost) -> Cost:
+            return Cost(*(float(np.mean(v)) if step is None else float(np.asarray(v)[step])
+                          for v in c.by_cause().values()))
+        parts = [at(e.decode) for s in self.segments for e in s.elements]
+        parts += [at(self.link_decode)] * (len(self.segments) - 1)
+        parts.append(at(self.feedback))
+        return total_of(parts)
+
+    def layer_cycles(self) -> float:
+        """Mean decode cycles of one transformer layer (its stages and the paths into
+        them), averaged over layers and decode steps."""
+        layers = self.plan.deployment.model.num_hidden_layers
+        total = sum(float(np.mean(c.total)) for stage, c in self.stage_decode
+                    if stage.layer is not None)
+        return total / layers
+
+    def slowest_element(self) -> tuple[str, Cost, float]:
+        """The element with the largest mean decode occupancy (it sets the most tokens
+        per second a full pipeline can deliver)."""
+        best = None
+        for seg in self.segments:
+            for e in seg.elements:
+                occ = float(np.mean(_occupancy(e, "decode")))
+                if best is None or occ > best[2]:
+                    best = (e.name, e.decode, occ)
+        link = float(np.mean(self.link_decode.interwafer)) if len(self.segments) > 1 else 0
+        if best is None or link > best[2]:
+            best = ("inter-wafer link", self.link_decode, link)
+        return best
+
+
+def _occupancy(e: Element, phase: str) -> np.ndarray:
+    c: Cost = getattr(e, phase)
+    if e.delay_is_latency:
+        return np.asarray(c.bandwidth, dtype=float)
+    return np.asarray(c.total, dtype=float)
+
+
+def _delay(e: Element, phase: str) -> np.ndarray:
+    c: Cost = getattr(e, phase)
+    if e.delay_is_latency:
+        return np.asarray(c.total - c.bandwidth, dtype=float)
+    return np.zeros_like(np.asarray(c.total, dtype=float))
+
+
+def _hops(a: Region, b: Region) -> tuple[float, int]:
+    (ar, ac), (br, bc) = a.center, b.center
+    dr, dc = abs(ar - br), abs(ac - bc)
+    return math.ceil(dr + dc), int(dr > 0 and dc > 0)
+
+
+def _path(kn: Kernels, src: Region | None, dst: Region, hidden: int, tokens,
+          grid_cols: int) -> Cost:
+    """Activations of ``tokens`` tokens from one region into the next: every row of the
+    source sends its slice (rows in parallel), then each destination row multicasts it
+    along its columns. ``src`` None: from the west edge of the wafer."""
+    if src is None:
+        hops, turns = dst.center[1], 0
+        lanes = dst.rows
+    else:
+        hops, turns = _hops(src, dst)
+        lanes = min(src.rows, dst.rows)
+    per_lane = math.ceil(hidden / lanes) * np.asarray(tokens)
+    return (kn.fabric.transfer(hops, turns, per_lane, kn.act_bytes)
+            + kn.fabric.broadcast(math.ceil((dst.cols - 1) / 2), per_lane, kn.act_bytes))
+
+
+def _edge_out(kn: Kernels, src: Region, grid_cols: int, hidden: int, tokens) -> Cost:
+    """From a region to the east edge of its wafer, where the inter-wafer link starts."""
+    per_lane = math.ceil(hidden / src.rows) * np.asarray(tokens)
+    return kn.fabric.transfer(grid_cols - src.center[1], 0, per_lane, kn.act_bytes)
+
+
+def build_model(plan: Plan) -> PerformanceModel:
+    """Service times of every stage and path of ``plan``, for every decode step and
+    prefill chunk of its workload."""
+    dep = plan.deployment
+    kn = Kernels.of(dep)
+    wl = dep.workload
+    hidden = dep.model.hidden_size
+    _, grid_cols = dep.grid_shape
+    steps = max(wl.output_tokens - 1, 1)
+    decode_contexts = wl.prompt_tokens + 1 + np.arange(steps)
+    chunk = dep.simulation.prefill_chunk_tokens or (
+        wl.prompt_tokens if dep.mapping.strategy == "sequential"
+        else min(wl.prompt_tokens, 128))
+    starts = np.arange(0, wl.prompt_tokens, chunk)
+    chunk_tokens = np.minimum(chunk, wl.prompt_tokens - starts)
+    chunk_ends = starts + chunk_tokens
+    notes = []
+    if dep.mapping.strategy == "sequential" and wl.batch_size > 1:
+        notes.append("sequential: the grid serves one sequence's token at a time "
+                     "(no batched products)")
+
+    cache: dict[tuple, tuple[Cost, Cost]] = {}
+
+    def costs(stage: Stage) -> tuple[Cost, Cost]:
+        r = stage.region
+        key = (id(stage.content), r.rows, r.cols)
+        if key not in cache:
+            dec = stage_cost(kn, stage.content, r.rows, r.cols, decode_contexts)
+            per_chunk: dict[tuple[int, int], Cost] = {}
+            for t, end in zip(chunk_tokens.tolist(), chunk_ends.tolist()):
+                # only attention depends on where the chunk is in the prompt
+                k = (t, end if stage.content.part == "attention" else 0)
+                if k not in per_chunk:
+                    per_chunk[k] = prefill_cost(kn, stage.content, r.rows, r.cols, t, end)
+            pre = stack([per_chunk[(t, e if stage.content.part == "attention" else 0)]
+                         for t, e in zip(chunk_tokens.tolist(), chunk_ends.tolist())])
+            cache[key] = (dec, pre)
+        return cache[key]
+
+    segments = []
+    stage_decode: list[tuple[Stage, Cost]] = []
+    for wp in plan.wafers:
+        elements: list[Element] = []
+        if dep.mapping.strategy == "sequential":
+            stage_decode += [(s, costs(s)[0]) for s in wp.stages]
+            dec = total_of([costs(s)[0] for s in wp.stages])
+            pre = total_of([costs(s)[1] for s in wp.stages])
+            elements.append(Element(f"wafer {wp.wafer} (all its layers, one after "
+                                    "another)", None, dec, pre))
+        else:
+            prev: Region | None = None
+            for s in wp.stages:
+                dec, pre = costs(s)
+                if prev is not None or wp.wafer > 0:
+                    elements.append(Element(
+                        f"path into {s.name}", s,
+                        _path(kn, prev, s.region, hidden, 1, grid_cols),
+                        _path(kn, prev, s.region, hidden, chunk_tokens, grid_cols),
+                        delay_is_latency=True))
+                elements.append(Element(s.name, s, dec, pre))
+                prev = s.region
+            stage_decode += [(e.stage, e.decode) for e in elements if e.stage is not None]
+        segments.append(Segment(wp.wafer, elements))
+
+    bytes_per_token = hidden * kn.act_bytes
+    last = plan.wafers[0].stages[-1].region
+    link_decode = _edge_out(kn, last, grid_cols, hidden, 1) + kn.fabric.interwafer(
+        bytes_per_token)
+    link_prefill = _edge_out(kn, last, grid_cols, hidden, chunk_tokens) + \
+        kn.fabric.interwafer(bytes_per_token * chunk_tokens)
+    head, embed = plan.wafers[-1].stages[-1].region, plan.wafers[0].stages[0].region
+    feedback = kn.fabric.transfer(*_hops(head, embed), 1, 4)
+    if len(plan.wafers) > 1:
+        feedback = feedback + kn.fabric.interwafer(4)
+    return PerformanceModel(plan, kn, segments, link_decode, link_prefill, feedback,
+                            decode_contexts, chunk_tokens, stage_decode, notes)
+
+
+def dominant_cause(cost: Cost) -> tuple[str, float]:
+    """The cause with the largest share of a cost, and that share."""
+    parts = {k: float(np.mean(v)) for k, v in cost.by_cause().items()}
+    total = sum(parts.values()) or 1.0
+    name = max(parts, key=parts.get)
+    return name, parts[name] / total
+
+
+__all__ = ["CAUSES", "PerformanceModel", "build_model", "dominant_cause"]

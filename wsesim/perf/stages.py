@@ -1,0 +1,291 @@
+"""Closed-form cycles of each stage's work for one token (decode) or a chunk of prompt
+tokens (prefill), and of moving activations between stages and wafers.
+
+A stage runs on its R x C region the operations of its part of a LLaMA layer, the way
+WaferLLM's kernels do: a matrix-vector product is a local block product followed by an
+allreduce of partial sums along one axis of the region (the axes alternate so no
+transpose is needed), norms and softmax reduce along an axis too, and nothing overlaps
+(every instruction and collective blocks). Block sizes are those of the memory plan's
+cuts: the busiest PE sets the pace.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from wsesim.mapping.plan import StageContent
+from wsesim.mapping.tiling import TensorBlock
+from wsesim.perf.compute import PECompute
+from wsesim.perf.cost import Cost, Num, total_of
+from wsesim.perf.fabric import Fabric
+from wsesim.specs import Deployment
+
+
+@dataclass(frozen=True)
+class Kernels:
+    """Everything a stage's cost depends on besides its content and region."""
+
+    fabric: Fabric
+    pe: PECompute
+    act_bytes: float
+    algorithm: str
+    groups: int | None
+    attention_heads: int
+    strategy: str
+    prompt_tokens: int
+
+    @classmethod
+    def of(cls, dep: Deployment) -> "Kernels":
+        hw, q = dep.hardware, dep.quantization
+        return cls(Fabric.of(hw), PECompute.of(hw, q.activations), q.activations.bits / 8,
+                   dep.mapping.allreduce, dep.mapping.allreduce_groups,
+                   dep.model.num_attention_heads, dep.mapping.strategy,
+                   dep.workload.prompt_tokens)
+
+    def allreduce(self, n: int, elements: Num) -> Cost:
+        return self.fabric.best_allreduce(n, elements, self.act_bytes, self.algorithm,
+                                          self.groups)
+
+
+def _largest(tb: TensorBlock, rows: int, cols: int) -> tuple[int, int, int]:
+    """(inputs, outputs, PEs reduced over) of the busiest block of a linear."""
+    k, _, n = tb.cuts(rows, cols)
+    return int(k.max()), int(n.max()), rows if tb.k_axis == "rows" else cols
+
+
+def _linear(kn: Kernels, tb: TensorBlock, rows: int, cols: int, tokens: Num) -> Cost:
+    """Local products for ``tokens`` tokens, dequantization, the partial-sum allreduce."""
+    k, n, reduce_over = _largest(tb, rows, cols)
+    local = kn.pe.gemv(k, n) * tokens if np.all(np.asarray(tokens) == 1) else \
+        _gemm_local(kn.pe, tokens, k, n)
+    return local + kn.pe.dequant(tb.fmt, k * n) + kn.allreduce(reduce_over, n * tokens)
+
+
+def _gemm_local(pe: PECompute, tokens: Num, k: int, n: int) -> Cost:
+    """A chunk of tokens through a weight block: the cheaper of one instruction per
+    (input, output) over the tokens or one per (token, input) over the outputs."""
+    by_pairs = pe.gemm(tokens, k, n)
+    by_tokens = pe.gemv(k, n) * tokens
+    return by_pairs if float(np.max(by_pairs.total)) <= float(np.max(by_tokens.total)) \
+        else by_tokens
+
+
+def _norm(kn: Kernels, hidden_slice: int, reduce_over: int, tokens: Num) -> Cost:
+    """RMSNorm: squares and their local sum, an allreduce of the sums, rsqrt, scale."""
+    return (kn.pe.vector(hidden_slice * tokens, 2) + kn.allreduce(reduce_over, tokens)
+            + kn.pe.elementwise_op("rsqrt", tokens) + kn.pe.vector(hidden_slice * tokens, 2))
+
+
+def _find(content: StageContent, name: str) -> TensorBlock | None:
+    return next((t for t in content.tensors if t.tensor.name == name), None)
+
+
+def _fused(content: StageContent, names: tuple[str, ...]) -> TensorBlock:
+    """Matrices that share an input and a reduction (q, k, v; gate, up) run as one
+    product whose outputs are their outputs side by side."""
+    first = _find(content, names[0])
+    assert first is not None
+    rows = sum(_find(content, n).tensor.rows for n in names)  # type: ignore[union-attr]
+    return replace(first, tensor=replace(first.tensor, rows=rows, name="+".join(names)))
+
+
+def _bias(kn: Kernels, content: StageContent, names: tuple[str, ...], n: int,
+          tokens: Num) -> Cost:
+    return kn.pe.vector(n * tokens) if _find(content, names[0] + ".bias") else Cost()
+
+
+def attention_cost(kn: Kernels, content: StageContent, rows: int, cols: int,
+                   context: Num, tokens: Num = 1) -> Cost:
+    """A layer's attention block for ``tokens`` new tokens attending to ``context``
+    tokens (an array gives one cost per context length)."""
+    kv = content.kv
+    assert kv is not None
+    qkv = _fused(content, ("q_proj", "k_proj", "v_proj"))
+    o = _find(content, "o_proj")
+    assert o is not None
+    h_r, qkv_n, _ = _largest(qkv, rows, cols)
+    q_cols = int(_find(content, "q_proj").cuts(rows, cols)[2].max())  # type: ignore
+    kv_cols = int(_find(content, "k_proj").cuts(rows, cols)[2].max())  # type: ignore
+    heads = kn.attention_heads
+    heads_per_col = math.ceil(heads / cols)
+    cols_per_head = math.ceil(cols / heads)
+    local_tokens = np.ceil(np.asarray(context, dtype=float) / rows)
+    scores = local_tokens * heads_per_col * tokens
+    parts = [
+        _norm(kn, h_r, rows, tokens),
+        _linear(kn, qkv, rows, cols, tokens),
+        _bias(kn, content, ("q_proj",), qkv_n, tokens),
+        kn.pe.elementwise_op("rope", (q_cols + kv_cols) * tokens),
+        kn.pe.vector(2 * kv_cols * tokens),                      # append K and V
+        _gemm_local(kn.pe, tokens, q_cols, local_tokens),        # q . K for local tokens
+        kn.allreduce(cols_per_head, scores),
+        kn.pe.vector(scores),                                    # scale by 1/sqrt(d)
+        kn.pe.vector(scores),                                    # local max
+        kn.allreduce(rows, heads_per_col * tokens),              # max over tokens
+        kn.pe.vector(scores) + kn.pe.elementwise_op("exp", scores),
+        kn.pe.vector(scores),                                    # local sum
+        kn.allreduce(rows, heads_per_col * tokens),              # sum over tokens
+        kn.pe.vector(scores),                                    # normalize
+        _gemm_local(kn.pe, tokens, local_tokens, q_cols),        # weights . V
+        kn.allreduce(rows, q_cols * tokens),
+        _linear(kn, o, rows, cols, tokens),
+        _bias(kn, content, ("o_proj",), h_r, tokens),
+        kn.pe.vector(h_r * tokens),                              # residual add
+    ]
+    return total_of(parts)
+
+
+def mlp_cost(kn: Kernels, content: StageContent, rows: int, cols: int,
+             tokens: Num = 1) -> Cost:
+    """A layer's SwiGLU MLP block for ``tokens`` tokens."""
+    gate_up = _fused(content, ("gate_proj", "up_proj"))
+    down = _find(content, "down_proj")
+    assert down is not None
+    h_r, both, _ = _largest(gate_up, rows, cols)
+    f = both // 2 + both % 2
+    return total_of([
+        _norm(kn, h_r, rows, tokens),
+        _linear(kn, gate_up, rows, cols, tokens),
+        _bias(kn, content, ("gate_proj",), both, tokens),
+        kn.pe.elementwise_op("silu", f * tokens) + kn.pe.vector(f * tokens),
+        _linear(kn, down, rows, cols, tokens),
+        _bias(kn, content, ("down_proj",), h_r, tokens),
+        kn.pe.vector(h_r * tokens),
+    ])
+
+
+def lm_head_cost(kn: Kernels, content: StageContent, rows: int, cols: int,
+                 tokens: Num = 1) -> Cost:
+    """Final norm, the vocabulary projection, and the argmax across the vocabulary."""
+    head = _find(content, "lm_head")
+    assert head is not None
+    h_r, v_c, _ = _largest(head, rows, cols)
+    return total_of([
+        _norm(kn, h_r, rows, tokens),
+        _linear(kn, head, rows, cols, tokens),
+        kn.pe.vector(v_c * tokens),                 # local argmax
+        kn.allreduce(cols, 2 * tokens),             # (value, index) max along the row
+    ])
+
+
+def embedding_cost(kn: Kernels, content: StageContent, rows: int, cols: int,
+                   tokens: Num = 1) -> Cost:
+    """Looking a token's row up: its PEs copy their slices out."""
+    table = content.tensors[0]
+    k, _, _ = table.cuts(rows, cols)
+    return kn.pe.vector(int(k.max()) * tokens)
+
+
+def stage_cost(kn: Kernels, content: StageContent, rows: int, cols: int, context: Num,
+               tokens: Num = 1) -> Cost:
+    """Cycles of one stage for ``tokens`` tokens at the given context length(s)."""
+    if content.part == "attention":
+        return attention_cost(kn, content, rows, cols, context, tokens)
+    if content.part == "mlp":
+        return mlp_cost(kn, content, rows, cols, tokens)
+    if content.part == "lm_head":
+        return lm_head_cost(kn, content, rows, cols, tokens)
+    return embedding_cost(kn, content, rows, cols, tokens)
+
+
+# ---- prefill on a whole square grid: WaferLLM's MeshGEMM ---------------------------
+
+def _mesh_step(kn: Kernels, compute: Cost, tile_a: Num, tile_b: Num) -> Cost:
+    """One Cannon step: the local tile product overlaps the two-hop shift of both
+    tiles; the step ends when both are done, then pays its synchronization."""
+    shift = kn.fabric.transfer(2, 0, np.maximum(tile_a, tile_b), kn.act_bytes)
+    slower = compute if float(np.max(compute.total)) >= float(np.max(shift.total)) \
+        else Cost(latency=shift.latency, bandwidth=shift.bandwidth)
+    return slower + Cost(overhead=kn.fabric.step)
+
+
+def meshgemm_cost(kn: Kernels, rows: int, cols: int, m: int, k: int, n: int,
+                  tb: TensorBlock | None = None) -> Cost:
+    """(m x k) @ (k x n) on a rows x cols grid, Cannon-style as WaferLLM's MeshGEMM:
+    max(rows, cols) steps, each a local tile product and a two-hop shift of both tiles,
+    after an initial skew of half as many shifts. ``tb`` (a stored weight) adds the
+    dequantization of every weight tile that passes through."""
+    steps = max(rows, cols)
+    mt, kt, nt = math.ceil(m / rows), math.ceil(k / steps), math.ceil(n / cols)
+    compute = kn.pe.gemm(mt, kt, nt)
+    if tb is not None:
+        compute = compute + kn.pe.dequant(tb.fmt, kt * nt)
+    step = _mesh_step(kn, compute, mt * kt, kt * nt)
+    skew = kn.fabric.transfer(2, 0, max(mt * kt, kt * nt), kn.act_bytes)
+    return step * steps + skew * math.ceil(steps / 2)
+
+
+def _meshgemm_linear(kn: Kernels, tb: TensorBlock, rows: int, cols: int, tokens: int
+                     ) -> Cost:
+    t = tb.tensor
+    return meshgemm_cost(kn, rows, cols, tokens, t.cols, t.rows, tb)
+
+
+def attention_prefill_meshgemm(kn: Kernels, content: StageContent, rows: int, cols: int,
+                               tokens: int) -> Cost:
+    """Prompt of ``tokens`` tokens through a layer's attention on the whole grid."""
+    names = ("q_proj", "k_proj", "v_proj")
+    q = _find(content, "q_proj")
+    o = _find(content, "o_proj")
+    assert q is not None and o is not None
+    steps = max(rows, cols)
+    mt = math.ceil(tokens / rows)
+    hidden_slice = math.ceil(q.tensor.cols / cols)
+    d = q.tensor.rows  # all query dims
+    # scores = Q K^T: every step reduces its partial tile along the row to a root that
+    # rotates from step to step, so successive reductions overlap: each step pays the
+    # tile's wavelets and a phase, the chain's latency is paid once
+    kt, nt = math.ceil(d / steps), math.ceil(tokens / cols)
+    reduce = kn.fabric.chain(math.ceil((cols - 1) / 2), 1, mt * nt, kn.act_bytes)
+    per_step = Cost(bandwidth=reduce.bandwidth, overhead=reduce.overhead)
+    scores = (kn.pe.gemm(mt, kt, nt) + per_step) * steps + Cost(latency=reduce.latency)
+    softmax = total_of([kn.pe.vector(mt * nt, 4), kn.pe.elementwise_op("exp", mt * nt),
+                        kn.allreduce(cols, mt), kn.allreduce(cols, mt)])
+    return total_of([
+        _norm(kn, hidden_slice, cols, mt),
+        *(_meshgemm_linear(kn, _find(content, n), rows, cols, tokens) for n in names),
+        kn.pe.elementwise_op("rope", 2 * mt * math.ceil(d / cols)),
+        scores, softmax,
+        meshgemm_cost(kn, rows, cols, tokens, tokens, d),   # weights . V
+        _meshgemm_linear(kn, o, rows, cols, tokens),
+        kn.pe.vector(mt * hidden_slice),
+    ])
+
+
+def mlp_prefill_meshgemm(kn: Kernels, content: StageContent, rows: int, cols: int,
+                         tokens: int) -> Cost:
+    gate, up, down = (_find(content, n) for n in ("gate_proj", "up_proj", "down_proj"))
+    assert gate is not None and up is not None and down is not None
+    mt = math.ceil(tokens / rows)
+    hidden_slice = math.ceil(gate.tensor.cols / cols)
+    f_slice = math.ceil(gate.tensor.rows / cols)
+    return total_of([
+        _norm(kn, hidden_slice, cols, mt),
+        _meshgemm_linear(kn, gate, rows, cols, tokens),
+        _meshgemm_linear(kn, up, rows, cols, tokens),
+        kn.pe.elementwise_op("silu", mt * f_slice) + kn.pe.vector(mt * f_slice),
+        _meshgemm_linear(kn, down, rows, cols, tokens),
+        kn.pe.vector(mt * hidden_slice),
+    ])
+
+
+def prefill_cost(kn: Kernels, content: StageContent, rows: int, cols: int, tokens: int,
+                 context: Num) -> Cost:
+    """Cycles of one stage for a chunk of ``tokens`` prompt tokens.
+
+    ``sequential`` (every stage on the whole grid) runs WaferLLM's MeshGEMM for every
+    matrix; ``pipeline`` streams the chunk through the stage's stationary weights: the
+    decode operations with every vector ``tokens`` times longer, so fixed costs and
+    latencies are paid once per chunk.
+    """
+    if content.part == "lm_head":
+        # only the prompt's last position needs logits (the first output token)
+        last = np.asarray(context) >= kn.prompt_tokens
+        return lm_head_cost(kn, content, rows, cols, 1) * last
+    if kn.strategy == "sequential" and content.part in ("attention", "mlp"):
+        if content.part == "attention":
+            return attention_prefill_meshgemm(kn, content, rows, cols, tokens)
+        return mlp_prefill_meshgemm(kn, content, rows, cols, tokens)
+    return stage_cost(kn, content, rows, cols, context, tokens)

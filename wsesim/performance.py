@@ -1,0 +1,109 @@
+"""The performance section of a run: simulate the plan's timeline and name what limits
+it, next to the closed-form bounds the simulation may never beat."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from wsesim.mapping.plan import Plan
+from wsesim.perf.cost import CAUSES, Cost
+from wsesim.perf.model import PerformanceModel, build_model, dominant_cause
+from wsesim.sim.tile import TileRun, run_tile
+
+
+def _where(model: PerformanceModel, name: str) -> str:
+    for seg in model.segments:
+        for e in seg.elements:
+            if e.name == name and len(model.segments) > 1:
+                return f"{name} (wafer {seg.wafer})"
+    return name
+
+
+def bottleneck(model: PerformanceModel, batch: int) -> str:
+    """What limits tokens/s, in words: the slowest element once the pipeline is full,
+    else the cause that dominates each token's own round trip."""
+    path = model.token_path()
+    path_cycles = float(path.total)
+    name, cost, occupancy = model.slowest_element()
+    saturated = batch * occupancy >= path_cycles and model.plan.deployment.mapping.strategy \
+        == "pipeline" and batch > 1
+    if saturated:
+        if name == "inter-wafer link":
+            return ("inter-wafer link: the pipeline is full and the link between wafers is "
+                    "its busiest element")
+        cause, share = dominant_cause(cost)
+        return (f"{_where(model, name)}: the pipeline is full ({batch} sequences) and this "
+                f"is its slowest element, {occupancy:,.0f} cycles per token, "
+                f"{share:.0%} {CAUSES[cause]}")
+    cause, share = dominant_cause(path)
+    worst_stage = max((e for s in model.segments for e in s.elements if not
+                       e.delay_is_latency), key=lambda e: float(np.mean(e.decode.total)))
+    stage_cause, stage_share = dominant_cause(worst_stage.decode)
+    return (f"{CAUSES[cause]}: {share:.0%} of each token's {path_cycles:,.0f}-cycle round "
+            f"trip through {sum(len(s.elements) for s in model.segments)} stages and paths "
+            f"(latency-bound at batch {batch}); the slowest stage is "
+            f"{_where(model, worst_stage.name)}, {stage_share:.0%} {CAUSES[stage_cause]}")
+
+
+def summarize(model: PerformanceModel, run: TileRun, fits: bool) -> dict[str, Any]:
+    dep = model.plan.deployment
+    hz = model.clock_hz
+    wl = dep.workload
+    seqs = run.sequences
+    closed_tpot = float(model.token_path().total) / hz
+    if wl.output_tokens > 1:
+        tpot = float(np.mean([(s.tokens[-1] - s.tokens[0]) / (len(s.tokens) - 1)
+                              for s in seqs])) / hz
+        start = min(s.tokens[0] for s in seqs)
+        end = max(s.tokens[-1] for s in seqs)
+        aggregate = sum(len(s.tokens) - 1 for s in seqs) / ((end - start) / hz)
+    else:
+        tpot = closed_tpot
+        aggregate = wl.batch_size / tpot
+    ttft = float(np.mean([s.ttft for s in seqs])) / hz
+    prefill_done = max(s.ttft for s in seqs) / hz
+    _, _, slowest = model.slowest_element()
+    path = model.token_path()
+    busy = []
+    for seg, cycles in zip(model.segments, run.element_busy):
+        for e, b in zip(seg.elements, cycles):
+            if e.stage is not None and not e.delay_is_latency:
+                busy.append({"stage": e.stage.index, "name": e.name,
+                             "busy": float(b / run.makespan)})
+            elif e.stage is None:  # sequential: the wafer's whole grid
+                for s in model.plan.wafers[seg.wafer].stages:
+                    busy.append({"stage": s.index, "name": s.name,
+                                 "busy": float(b / run.makespan)})
+    out: dict[str, Any] = {
+        "tokens_per_s_per_user": 1.0 / tpot,
+        "tokens_per_s": aggregate,
+        "time_per_output_token_s": tpot,
+        "ttft_s": ttft,
+        "prefill_tokens_per_s": wl.batch_size * wl.prompt_tokens / prefill_done,
+        "layer_time_s": model.layer_cycles() / hz,
+        "bottleneck": bottleneck(model, wl.batch_size),
+        "token_breakdown_s": {k: float(v) / hz for k, v in path.by_cause().items()},
+        "closed_form": {
+            "time_per_output_token_s": closed_tpot,
+            "max_tokens_per_s": hz / slowest if dep.mapping.strategy == "pipeline"
+            else hz / float(path.total),
+        },
+        "memory_fits": fits,
+        "events": run.events,
+        "stage_busy": busy,
+        "link_busy": [b / run.makespan for b in run.link_busy],
+        "notes": list(model.notes),
+    }
+    if not fits:
+        out["notes"].append("the deployment does not fit in SRAM: these figures are for "
+                            "the same plan as if it did")
+    return out
+
+
+def simulate_performance(plan: Plan, fits: bool, trace: bool = False
+                         ) -> tuple[dict[str, Any], PerformanceModel, TileRun]:
+    """Build the service times, run the tile simulation, summarize."""
+    model = build_model(plan)
+    run = run_tile(model, plan.deployment.workload.batch_size, trace=trace)
+    return summarize(model, run, fits), model, run

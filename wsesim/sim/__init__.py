@@ -1,0 +1,1 @@
+"""Discrete-event simulation: stage-level (tile) and PE-level (fabric)."""
