@@ -103,7 +103,12 @@ def summarize(model: PerformanceModel, run: TileRun, fits: bool) -> dict[str, An
 
 def simulate_performance(plan: Plan, fits: bool, trace: bool = False
                          ) -> tuple[dict[str, Any], PerformanceModel, TileRun]:
-    """Build the service times, run the tile simulation, summarize."""
-    model = build_model(plan)
+    """Price every stage (closed forms at ``fidelity: tile``; every PE and link
+    simulated at ``fidelity: pe``), run the timeline simulation, summarize."""
+    if plan.deployment.simulation.fidelity == "pe":
+        from wsesim.sim.pe import pe_stage_costs
+        model = build_model(plan, pe_stage_costs)
+    else:
+        model = build_model(plan)
     run = run_tile(model, plan.deployment.workload.batch_size, trace=trace)
     return summarize(model, run, fits), model, run

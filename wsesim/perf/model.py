@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -150,9 +151,35 @@ def _edge_out(kn: Kernels, src: Region, grid_cols: int, hidden: int, tokens) -> 
     return kn.fabric.transfer(grid_cols - src.center[1], 0, per_lane, kn.act_bytes)
 
 
-def build_model(plan: Plan) -> PerformanceModel:
+class StageCoster(Protocol):
+    """Cycles of one stage: decode (one per context length) and prefill (one per chunk
+    of ``chunk_tokens`` tokens ending at ``chunk_ends``), each a Cost of arrays."""
+
+    def __call__(self, kn: Kernels, stage: Stage, contexts: np.ndarray,
+                 chunk_tokens: np.ndarray, chunk_ends: np.ndarray) -> tuple[Cost, Cost]: ...
+
+
+def closed_form_costs(kn: Kernels, stage: Stage, contexts: np.ndarray,
+                      chunk_tokens: np.ndarray, chunk_ends: np.ndarray
+                      ) -> tuple[Cost, Cost]:
+    """The closed forms of ``wsesim.perf.stages`` (the tile fidelity)."""
+    r = stage.region
+    dec = stage_cost(kn, stage.content, r.rows, r.cols, contexts)
+    per_chunk: dict[tuple[int, int], Cost] = {}
+    keys = []
+    for t, end in zip(chunk_tokens.tolist(), chunk_ends.tolist()):
+        # only attention depends on where the chunk is in the prompt
+        k = (t, end if stage.content.part in ("attention", "lm_head") else 0)
+        if k not in per_chunk:
+            per_chunk[k] = prefill_cost(kn, stage.content, r.rows, r.cols, t, end)
+        keys.append(k)
+    return dec, stack([per_chunk[k] for k in keys])
+
+
+def build_model(plan: Plan, coster: StageCoster = closed_form_costs) -> PerformanceModel:
     """Service times of every stage and path of ``plan``, for every decode step and
-    prefill chunk of its workload."""
+    prefill chunk of its workload. ``coster`` prices a stage's own work (the closed
+    forms by default; the PE-level fidelity supplies its own)."""
     dep = plan.deployment
     kn = Kernels.of(dep)
     wl = dep.workload
@@ -177,16 +204,7 @@ def build_model(plan: Plan) -> PerformanceModel:
         r = stage.region
         key = (id(stage.content), r.rows, r.cols)
         if key not in cache:
-            dec = stage_cost(kn, stage.content, r.rows, r.cols, decode_contexts)
-            per_chunk: dict[tuple[int, int], Cost] = {}
-            for t, end in zip(chunk_tokens.tolist(), chunk_ends.tolist()):
-                # only attention depends on where the chunk is in the prompt
-                k = (t, end if stage.content.part == "attention" else 0)
-                if k not in per_chunk:
-                    per_chunk[k] = prefill_cost(kn, stage.content, r.rows, r.cols, t, end)
-            pre = stack([per_chunk[(t, e if stage.content.part == "attention" else 0)]
-                         for t, e in zip(chunk_tokens.tolist(), chunk_ends.tolist())])
-            cache[key] = (dec, pre)
+            cache[key] = coster(kn, stage, decode_contexts, chunk_tokens, chunk_ends)
         return cache[key]
 
     segments = []
