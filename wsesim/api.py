@@ -1,0 +1,63 @@
+"""The Python API a notebook user expects::
+
+    import wsesim
+    dep = wsesim.load("examples/llama-3.1-70b-w3.5-1x-wse3.yaml")
+    result = wsesim.simulate(dep)          # a Result; result.to_dict() is the JSON answer
+    rows = wsesim.sweep("examples/sweep-wafers-bits.yaml", workers=2)
+    df = wsesim.rows_to_dataframe(rows)    # with pandas installed
+
+This module imports nothing heavy itself: each function imports what it needs when
+called, so ``import wsesim`` stays light (no matplotlib, no dask).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+if TYPE_CHECKING:  # pragma: no cover
+    from wsesim.result import Result
+    from wsesim.specs import Deployment
+
+
+def load(path: str | Path) -> "Deployment":
+    """Read and validate a deployment YAML file (errors: :class:`wsesim.errors.SpecError`
+    with the file and key path)."""
+    from wsesim.specs import load_deployment
+    return load_deployment(path)
+
+
+def simulate(deployment: "Deployment | str | Path | Mapping[str, Any]", **options: Any
+             ) -> "Result":
+    """Plan, account and time a deployment (a :class:`Deployment`, a YAML path, or a
+    deployment mapping); ``options`` go to :func:`wsesim.simulate.simulate`."""
+    from wsesim.simulate import simulate as _simulate
+    from wsesim.specs import Deployment, deployment_from_mapping
+
+    if isinstance(deployment, (str, Path)):
+        deployment = load(deployment)
+    elif isinstance(deployment, Mapping) and not isinstance(deployment, Deployment):
+        deployment = deployment_from_mapping(dict(deployment), "<mapping>")
+    return _simulate(deployment, **options)
+
+
+def sweep(spec_or_path: Any, out: str | Path | None = None, workers: int = 1,
+          executor: Any = None, progress: bool | None = None) -> list[dict[str, Any]]:
+    """Run a sweep (a sweep YAML path or mapping) and return one row per point; with
+    ``out`` the rows also go to ``results.jsonl``/``results.csv`` there (resuming) and
+    the charts are drawn. See :mod:`wsesim.sweep`."""
+    from wsesim.sweep import run_sweep
+    return run_sweep(spec_or_path, out, workers, executor, progress).rows
+
+
+def rows_to_dataframe(rows: Sequence[Mapping[str, Any]]) -> Any:
+    """Sweep rows as a pandas DataFrame (pandas is optional: ImportError otherwise)."""
+    from wsesim.sweep import rows_to_dataframe as _to_df
+    return _to_df(rows)
+
+
+def write_plots(result: "Result", out_dir: str | Path, fmt: str = "png",
+                **options: Any) -> list[Path]:
+    """The placement, SRAM and utilization heatmaps of a result; see
+    :func:`wsesim.plots.write_plots`."""
+    from wsesim.plots import write_plots as _write
+    return _write(result, out_dir, fmt, **options)

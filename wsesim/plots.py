@@ -1,0 +1,692 @@
+"""Heatmaps of the PE grid: placement (which layer and part each PE holds), SRAM used
+per PE (with the PEs that overflow marked), and utilization (busy fraction per region,
+or per link when the PE-level fidelity provides it).
+
+Every panel is one image drawn from a numpy array (``imshow``), never one patch per PE,
+so a full 1170 x 755 WSE-3 wafer renders in well under a second. Figures are plain
+:class:`matplotlib.figure.Figure` objects rendered by Agg (no pyplot, no global state).
+This module imports matplotlib at import time: import it lazily (``wsesim run`` without
+``--plots`` never does).
+
+Axes are in PE coordinates: x = PE column, y = PE row (row 0 at the top), one image per
+wafer or all wafers side by side (``layout="side-by-side"``).
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import matplotlib
+import numpy as np
+import numpy.typing as npt
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.cm import ScalarMappable
+from matplotlib.collections import PolyCollection
+from matplotlib.colors import ListedColormap, Normalize
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
+
+from wsesim.result import Result
+
+KINDS = ("placement", "sram", "utilization")
+BITS_KEY = "quantization.weights.bits"  # the sweep parameter drawn as one line per value
+LAYOUTS = ("per-wafer", "side-by-side", "both")
+FORMATS = ("png", "svg")
+
+IMAGE_GID = "wsesim-heatmap"      # the main image of a panel (see drawn_images)
+OVERFLOW_GID = "wsesim-overflow"  # the overlay marking PEs above their SRAM
+
+# placement colours (RGBA, 0..1): attention and MLP are two ramps of lightness by layer
+IDLE = (0.90, 0.90, 0.90, 1.0)
+SHARED = (0.25, 0.55, 0.55, 1.0)      # sequential: every PE holds every layer
+EMBEDDING = (0.17, 0.63, 0.17, 1.0)
+LM_HEAD = (0.58, 0.20, 0.60, 1.0)
+OVERFLOW_CMAP = "Reds"                # PEs above their SRAM, by how far
+NO_DATA = (0.85, 0.85, 0.85, 1.0)
+ATTENTION_CMAP = "Blues"
+MLP_CMAP = "Oranges"
+RAMP = (0.35, 1.0)                    # the part of each ramp used (light to dark)
+
+PANEL_INCHES = 4.6                    # the longer side of one wafer's panel
+MAX_SIDE_BY_SIDE_PIXELS = 1500        # decimate grids beyond this many px per panel side
+
+
+class PlotFiles(list):
+    """The files written (a ``list[Path]``) and the notes on what was skipped."""
+
+    def __init__(self, paths: Iterable[Path] = (), notes: Iterable[str] = ()) -> None:
+        super().__init__(paths)
+        self.notes = list(notes)
+
+
+# ----------------------------------------------------------------------------- data
+def wafer_arrays(result: Result, wafer: int) -> tuple[npt.NDArray[np.int64],
+                                                      npt.NDArray[np.int32]]:
+    """Bytes used per PE (runtime reserve included) and the stage index per PE (-1 none,
+    -2 several stages share the PE) of one wafer: the same arrays as
+    ``result.ledger.wafer(wafer).used`` and ``.stage_map``, built from the ledger's
+    regions without caching five whole-grid arrays per wafer (a 128-wafer plan would
+    otherwise hold gigabytes)."""
+    ledger = result.ledger
+    if ledger is None:
+        raise ValueError("this result carries no ledger (a Result read back from JSON "
+                         "has no per-PE arrays); plot the Result that simulate() returns")
+    rows, cols = ledger.deployment.grid_shape
+    used = np.full((rows, cols), ledger.reserve_bytes, np.int64)
+    stage_map = np.full((rows, cols), -1, np.int32)
+    for r in ledger.regions:
+        reg = r.region
+        if reg.wafer != wafer:
+            continue
+        window = (slice(reg.row0, reg.row0 + reg.rows), slice(reg.col0, reg.col0 + reg.cols))
+        used[window] = r.used
+        stage_map[window] = r.stages[0].index if len(r.stages) == 1 else -2
+    return used, stage_map
+
+
+def overflow_mask(used: npt.ArrayLike, sram_bytes: int) -> npt.NDArray[np.bool_]:
+    """PEs whose bytes exceed their SRAM."""
+    return np.asarray(used) > sram_bytes
+
+
+def stage_busy_map(source: Any) -> dict[int, float] | None:
+    """Busy fraction per stage index from ``result.performance`` (its ``stage_busy``), a
+    list of ``{"stage": index, "busy": fraction}``, or a mapping ``{index: fraction}``;
+    None when there is none."""
+    if source is None:
+        return None
+    if isinstance(source, Result):
+        source = source.performance
+        if not source:
+            return None
+    if isinstance(source, Mapping) and "stage_busy" in source:
+        source = source["stage_busy"]
+    if source is None:
+        return None
+    if isinstance(source, Mapping):
+        return {int(k): float(v) for k, v in source.items()}
+    if isinstance(source, (list, tuple)):
+        return {int(e["stage"]): float(e["busy"]) for e in source}
+    raise TypeError("stage_busy: expected a mapping {stage: busy} or a list of "
+                    "{'stage': index, 'busy': fraction}")
+
+
+def _decimation(rows: int, cols: int, max_pixels: int) -> int:
+    return max(1, math.ceil(max(rows, cols) / max_pixels))
+
+
+def _block_max(a: np.ndarray, k: int) -> np.ndarray:
+    """Max over k x k blocks (so one overflowing PE still shows when decimating)."""
+    if k == 1:
+        return a
+    rows, cols = a.shape
+    pr, pc = -rows % k, -cols % k
+    fill = np.nan if a.dtype.kind == "f" else np.iinfo(a.dtype).min if \
+        a.dtype.kind in "iu" else False
+    padded = np.pad(a, ((0, pr), (0, pc)), constant_values=fill)
+    blocks = padded.reshape((rows + pr) // k, k, (cols + pc) // k, k)
+    return np.nanmax(blocks, axis=(1, 3)) if a.dtype.kind == "f" else blocks.max(axis=(1, 3))
+
+
+def _stride(a: np.ndarray, k: int) -> np.ndarray:
+    return a if k == 1 else a[k // 2::k, k // 2::k]
+
+
+# --------------------------------------------------------------------------- colours
+def _ramp_cmap(name: str) -> ListedColormap:
+    return ListedColormap(matplotlib.colormaps[name](np.linspace(*RAMP, 256)))
+
+
+def placement_colors(result: Result, layers: tuple[int, int]) -> np.ndarray:
+    """RGBA (uint8) per stage-map value: row ``value + 2`` for value -2 (shared), -1
+    (idle), then stage 0, 1, ... Attention and MLP stages take a lightness by layer on
+    their own ramp (blue, orange) normalised over ``layers``; embeddings are green, the
+    LM head purple."""
+    stages = result.plan.stages
+    first, last = layers
+    span = max(last - first, 1)
+    att = matplotlib.colormaps[ATTENTION_CMAP]
+    mlp = matplotlib.colormaps[MLP_CMAP]
+    lut = np.empty((len(stages) + 2, 4))
+    lut[0], lut[1] = SHARED, IDLE
+    for s in stages:
+        if s.part == "embedding":
+            c = EMBEDDING
+        elif s.part == "lm_head":
+            c = LM_HEAD
+        else:
+            t = RAMP[0] + (RAMP[1] - RAMP[0]) * min(max((s.layer - first) / span, 0), 1)
+            c = (att if s.part == "attention" else mlp)(t)
+        lut[s.index + 2] = c
+    return np.round(lut * 255).astype(np.uint8)
+
+
+# ----------------------------------------------------------------------------- figure
+def _wafer_list(result: Result, wafers: int | Sequence[int] | None) -> list[int]:
+    if wafers is None:
+        return list(range(result.wafers))
+    if isinstance(wafers, (int, np.integer)):
+        wafers = [int(wafers)]
+    out = [int(w) for w in wafers]
+    for w in out:
+        if not 0 <= w < result.wafers:
+            raise ValueError(f"wafer {w} does not exist (this plan has {result.wafers})")
+    return out
+
+
+def _panel_grid(n: int, aspect: float) -> tuple[int, int]:
+    """Rows and columns of panels: one row up to 8 wafers, then a near-square grid."""
+    if n <= 8:
+        return 1, n
+    ncols = math.ceil(math.sqrt(n * aspect))
+    return math.ceil(n / ncols), ncols
+
+
+def _new_figure(rows: int, cols: int, n: int, dpi: int, extra_width: float,
+                extra_height: float) -> tuple[Figure, list, float]:
+    """A figure with ``n`` panels sized to the grid's aspect; returns the panel size in
+    inches too (to decide how much to decimate)."""
+    aspect = rows / cols
+    prow, pcol = _panel_grid(n, aspect)
+    side = PANEL_INCHES if n == 1 else max(1.6, PANEL_INCHES * 1.6 / max(prow, pcol) ** 0.5)
+    w = side if aspect <= 1 else side / aspect
+    h = w * aspect
+    if h > 7:  # keep very tall grids on a page
+        h, w = 7.0, 7.0 / aspect
+    fig = Figure(figsize=(max(pcol * w + extra_width, 5.8), prow * h + extra_height), dpi=dpi,
+                 layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(prow, pcol, squeeze=False).ravel().tolist()
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return fig, axes[:n], max(w, h)
+
+
+def _show(ax, image: np.ndarray, rows: int, cols: int, **kwargs):
+    im = ax.imshow(image, origin="upper", interpolation="nearest", aspect="equal",
+                   extent=(-0.5, cols - 0.5, rows - 0.5, -0.5), **kwargs)
+    im.set_gid(IMAGE_GID)
+    ax.set_xlabel("PE column")
+    ax.set_ylabel("PE row")
+    return im
+
+
+def _outlines(ax, result: Result, wafer: int) -> None:
+    """Each stage's region as a thin outline (one collection per wafer)."""
+    rects = []
+    seen = set()
+    for s in result.plan.stages:
+        r = s.region
+        if r is None or r.wafer != wafer or (r.row0, r.col0, r.rows, r.cols) in seen:
+            continue
+        seen.add((r.row0, r.col0, r.rows, r.cols))
+        x0, y0, x1, y1 = r.col0 - 0.5, r.row0 - 0.5, r.col0 + r.cols - 0.5, r.row0 + r.rows - 0.5
+        rects.append([(x0, y0), (x1, y0), (x1, y1), (x0, y1)])
+    if 1 < len(rects) <= 5000:
+        ax.add_collection(PolyCollection(rects, facecolors="none", edgecolors="white",
+                                         linewidths=0.3, alpha=0.8))
+
+
+def _wafer_words(result: Result, wafer: int) -> str:
+    holds = result.partition[wafer].holds if wafer < len(result.partition) else []
+    return ", ".join(holds)
+
+
+def _heading(result: Result, what: str, wafers: list[int]) -> str:
+    where = f"wafer {wafers[0]} of {result.wafers}" if len(wafers) == 1 else \
+        f"{len(wafers)} wafers"
+    return f"{result.model.name} ({result.name}), {where}\n{what}"
+
+
+def _wafer_title(result: Result, wafer: int, extra: str = "") -> str:
+    words = _wafer_words(result, wafer)
+    return "\n".join(t for t in (f"wafer {wafer}", words, extra) if t)
+
+
+def _title_size(wafers: list[int]) -> float:
+    return 9 if len(wafers) == 1 else 7
+
+
+def _label_outer(axes: list, n: int) -> None:
+    """Axis labels on the outer panels only (side by side)."""
+    if n == 1:
+        return
+    for ax in axes:
+        ss = ax.get_subplotspec()
+        if ss is not None and not ss.is_first_col():
+            ax.set_ylabel("")
+
+
+def _pct(frac: float) -> str:
+    return f"{100 * frac:.1f}%"
+
+
+def placement_figure(result: Result, wafers: int | Sequence[int] | None = None,
+                     dpi: int = 100) -> Figure:
+    """Which layer and part each PE holds: one panel per wafer in ``wafers`` (an index,
+    a list, or None for all, side by side). Attention regions are blue and MLP regions
+    orange, darker for later layers; embeddings green, the LM head purple, idle PEs
+    light grey. Under ``sequential`` every PE of a wafer holds every layer of it."""
+    wl = _wafer_list(result, wafers)
+    rows, cols = result.ledger.deployment.grid_shape
+    plan = result.plan
+    layer_ids = [s.layer for s in plan.stages if s.layer is not None and s.region is not None
+                 and s.region.wafer in wl]
+    layers = (min(layer_ids), max(layer_ids)) if layer_ids else (0, 0)
+    lut = placement_colors(result, layers)
+    fig, axes, side = _new_figure(rows, cols, len(wl), dpi, 2.2, 1.2)
+    k = _decimation(rows, cols, MAX_SIDE_BY_SIDE_PIXELS if len(wl) > 1 else 10 ** 9)
+    sequential = result.strategy == "sequential"
+    parts_seen: set[str] = set()
+    for ax, w in zip(axes, wl):
+        _, stage_map = wafer_arrays(result, w)
+        shown = _stride(stage_map, k)
+        _show(ax, lut[shown + 2], rows, cols)
+        present = np.unique(shown)
+        parts_seen.update(plan.stages[i].part for i in present if i >= 0)
+        if -1 in present:
+            parts_seen.add("idle")
+        if -2 in present:
+            parts_seen.add("shared")
+        if not sequential:
+            _outlines(ax, result, w)
+        ax.set_title(_wafer_title(result, w), fontsize=_title_size(wl))
+    _label_outer(axes, len(wl))
+    what = "placement (colour: layer; blue attention, orange MLP)"
+    if sequential:
+        what = "placement, sequential: every PE holds every layer of its wafer"
+    fig.suptitle(_heading(result, what, wl), fontsize=10)
+    if {"attention", "mlp"} & parts_seen and layers[1] >= layers[0]:
+        norm = Normalize(layers[0] - 0.5, layers[1] + 0.5)
+        for part, cmap, label in (("attention", ATTENTION_CMAP, "attention: layer"),
+                                  ("mlp", MLP_CMAP, "MLP: layer")):
+            if part in parts_seen:
+                sm = ScalarMappable(norm, _ramp_cmap(cmap))
+                cb = fig.colorbar(sm, ax=axes, shrink=0.8, aspect=30, pad=0.01)
+                cb.set_label(label)
+                cb.ax.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=8))
+    handles = [Patch(color=c, label=lbl) for key, c, lbl in (
+        ("embedding", EMBEDDING, "embeddings"), ("lm_head", LM_HEAD, "final norm + LM head"),
+        ("shared", SHARED, "every layer of the wafer (sequential)"),
+        ("idle", IDLE, "idle (runtime only)")) if key in parts_seen]
+    if handles:
+        fig.legend(handles=handles, loc="outside lower center", ncols=len(handles),
+                   fontsize=8, frameon=False)
+    return fig
+
+
+def _draw_sram(ax, used: np.ndarray, sram: int, rows: int, cols: int, k: int,
+               norm: Normalize, over_norm: Normalize) -> tuple[Any, Any, int]:
+    """SRAM fraction image plus the overflow overlay (a red ramp by how far above SRAM);
+    returns (image, overlay or None, overflowing PEs)."""
+    over = overflow_mask(used, sram)
+    count = int(over.sum())
+    frac = _block_max(used.astype(np.float32) * np.float32(100.0 / sram), k)
+    im = _show(ax, frac, rows, cols, cmap="viridis", norm=norm)
+    ov = None
+    if count:
+        shown = _block_max(over, k)
+        overlay = np.ma.masked_array(frac, mask=~shown)
+        ov = ax.imshow(overlay, origin="upper", interpolation="nearest", aspect="equal",
+                       extent=(-0.5, cols - 0.5, rows - 0.5, -0.5),
+                       cmap=_ramp_cmap(OVERFLOW_CMAP), norm=over_norm)
+        ov.set_gid(OVERFLOW_GID)
+    return im, ov, count
+
+
+def sram_figure(result: Result, wafers: int | Sequence[int] | None = None,
+                dpi: int = 100) -> Figure:
+    """Bytes used per PE (runtime reserve included) as a percentage of its SRAM; PEs
+    that need more than their SRAM are red and counted in the titles."""
+    wl = _wafer_list(result, wafers)
+    rows, cols = result.ledger.deployment.grid_shape
+    sram = result.hardware.pe_sram_bytes
+    fig, axes, _ = _new_figure(rows, cols, len(wl), dpi, 1.6, 1.0)
+    k = _decimation(rows, cols, MAX_SIDE_BY_SIDE_PIXELS if len(wl) > 1 else 10 ** 9)
+    norm = Normalize(0, 100)
+    arrays = [wafer_arrays(result, w)[0] for w in wl] if len(wl) <= 16 else None
+    peak = max(int(a.max()) for a in arrays) if arrays else max(
+        p.max_pe_bytes for p in result.partition)
+    over_norm = Normalize(100, max(100 * peak / sram, 100.5))
+    total = 0
+    im = ov_image = None
+    for i, (ax, w) in enumerate(zip(axes, wl)):
+        used = arrays[i] if arrays else wafer_arrays(result, w)[0]
+        im, ov, count = _draw_sram(ax, used, sram, rows, cols, k, norm, over_norm)
+        ov_image = ov or ov_image
+        total += count
+        fullest = int(used.max())
+        if len(wl) == 1:
+            extra = (f"fullest PE {fullest:,} B ({_pct(fullest / sram)}); "
+                     + (f"{count:,} PEs overflow" if count else "no PE overflows"))
+        else:
+            extra = f"fullest {_pct(fullest / sram)}" + (
+                f", {count:,} over" if count else "")
+        ax.set_title(_wafer_title(result, w, extra), fontsize=_title_size(wl))
+    _label_outer(axes, len(wl))
+    what = f"SRAM used per PE (% of {sram:,} B)"
+    what += f"; {total:,} PEs overflow (red)" if total else "; no PE overflows"
+    fig.suptitle(_heading(result, what, wl), fontsize=10)
+    cb = fig.colorbar(im, ax=axes, shrink=0.8, aspect=30, pad=0.01)
+    cb.set_label("SRAM used (%)")
+    if ov_image is not None:
+        cb = fig.colorbar(ov_image, ax=axes, shrink=0.8, aspect=30, pad=0.01)
+        cb.set_label("overflow: needs (% of SRAM)")
+    return fig
+
+
+def _link_array(link_busy: Any, wafer: int) -> np.ndarray | None:
+    if link_busy is None:
+        return None
+    if isinstance(link_busy, Mapping):
+        a = link_busy.get(wafer)
+    elif isinstance(link_busy, np.ndarray) and link_busy.ndim == 2:
+        a = link_busy if wafer == 0 else None
+    else:
+        a = link_busy[wafer] if wafer < len(link_busy) else None
+    return None if a is None else np.asarray(a, np.float32)
+
+
+def utilization_figure(result: Result, wafers: int | Sequence[int] | None = None,
+                       stage_busy: Any = None, link_busy: Any = None,
+                       dpi: int = 100) -> Figure | None:
+    """Busy fraction of each region (from ``stage_busy``, by default
+    ``result.performance["stage_busy"]``), or, given ``link_busy`` (a rows x cols array
+    per wafer: a list, a mapping by wafer, or one array for wafer 0), the busy fraction
+    of each PE's links. None when neither is available. Under ``sequential`` the
+    shared grid shows the largest busy fraction reported for its stages (the
+    performance model reports the whole grid's for each). Titles add the busy fraction
+    of each wafer's link to the next (``performance["link_busy"]``)."""
+    wl = _wafer_list(result, wafers)
+    busy = stage_busy_map(stage_busy if stage_busy is not None else result)
+    if busy is None and link_busy is None:
+        return None
+    rows, cols = result.ledger.deployment.grid_shape
+    perf = result.performance or {}
+    interwafer = [float(b) for b in perf.get("link_busy") or []
+                  if isinstance(b, (int, float))]  # one per wafer-to-wafer link
+    fig, axes, _ = _new_figure(rows, cols, len(wl), dpi, 1.6, 1.0)
+    k = _decimation(rows, cols, MAX_SIDE_BY_SIDE_PIXELS if len(wl) > 1 else 10 ** 9)
+    cmap = matplotlib.colormaps["inferno"].with_extremes(bad=NO_DATA)
+    busy = busy or {}
+    panels = []
+    for w in wl:
+        link = _link_array(link_busy, w)
+        if link is not None:
+            panels.append((link * 100, "link busy"))
+            continue
+        _, stage_map = wafer_arrays(result, w)
+        lut = np.full(len(result.plan.stages) + 2, np.nan, np.float32)
+        known = []
+        for s in result.plan.stages:
+            if s.region is not None and s.region.wafer == w and s.index in busy:
+                lut[s.index + 2] = busy[s.index] * 100
+                known.append(busy[s.index])
+        lut[0] = min(max(known), 1.0) * 100 if known else np.nan
+        panels.append((lut[stage_map + 2], "busy per region"))
+    # the scale runs to the busiest PE drawn: at batch 1 a pipeline is mostly idle
+    top = max((float(np.nanmax(v)) for v, _ in panels if np.isfinite(v).any()), default=0)
+    norm = Normalize(0, min(max(top, 1e-3), 100))
+    im = None
+    for ax, w, (values, label) in zip(axes, wl, panels):
+        shown = _block_max(values, k) if k > 1 else values
+        im = _show(ax, np.ma.masked_invalid(shown), rows, cols, cmap=cmap, norm=norm)
+        finite = values[np.isfinite(values)]
+        extra = f"{label}: mean {finite.mean():.2g}%, max {finite.max():.2g}%" \
+            if finite.size else f"{label}: no data"
+        if w < len(interwafer):
+            extra += f"\nlink to wafer {w + 1}: busy {100 * interwafer[w]:.2g}%"
+        ax.set_title(_wafer_title(result, w, extra), fontsize=_title_size(wl))
+    _label_outer(axes, len(wl))
+    what = "link busy fraction per PE" if link_busy is not None else \
+        "busy fraction per region"
+    fig.suptitle(_heading(result, what, wl), fontsize=10)
+    cb = fig.colorbar(im, ax=axes, shrink=0.8, aspect=30, pad=0.01)
+    cb.set_label("busy (% of the simulated run)")
+    return fig
+
+
+FIGURES = {"placement": placement_figure, "sram": sram_figure,
+           "utilization": utilization_figure}
+
+
+# ----------------------------------------------------------------------------- helpers
+def drawn_images(fig: Figure) -> list[np.ndarray]:
+    """The RGBA arrays (uint8, rows x cols x 4, in data order) of each panel's main
+    image, as drawn: what the tests read back to check the grid's shape and colours."""
+    out = []
+    for ax in fig.axes:
+        for im in ax.get_images():
+            if im.get_gid() == IMAGE_GID:
+                a = im.get_array()
+                out.append(np.asarray(a) if a.ndim == 3 and a.dtype == np.uint8
+                           else im.to_rgba(a, bytes=True))
+    return out
+
+
+def heatmap_axes(fig: Figure) -> list:
+    """The axes holding a heatmap (one per wafer panel), in panel order."""
+    return [ax for ax in fig.axes if any(im.get_gid() == IMAGE_GID for im in ax.get_images())]
+
+
+def save(fig: Figure, path: str | Path, dpi: int | None = None) -> Path:
+    """Write a figure (PNG or SVG by the suffix) with Agg at the figure's dpi."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi or fig.dpi)
+    return path
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "deployment"
+
+
+def write_plots(result: Result, out_dir: str | Path, fmt: str = "png",
+                layout: str = "per-wafer", dpi: int = 100, stage_busy: Any = None,
+                link_busy: Any = None, kinds: Sequence[str] = KINDS) -> PlotFiles:
+    """Write the placement, SRAM and (when busy fractions exist) utilization heatmaps of
+    ``result`` into ``out_dir``: ``<name>-<kind>-wafer<i>.<fmt>`` per wafer
+    (``layout="per-wafer"``), ``<name>-<kind>.<fmt>`` with all wafers side by side
+    (``"side-by-side"``), or both (``"both"``; the side-by-side only for more than one
+    wafer). Returns the paths written, with ``.notes`` on what was skipped."""
+    if fmt not in FORMATS:
+        raise ValueError(f"plot format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = _slug(result.name)
+    files = PlotFiles()
+    busy_given = stage_busy is not None or link_busy is not None or \
+        stage_busy_map(result) is not None
+    groups: list[tuple[str, list[int] | None]] = []
+    if layout in ("per-wafer", "both"):
+        groups += [(f"-wafer{w}", [w]) for w in range(result.wafers)]
+    if layout == "side-by-side" or (layout == "both" and result.wafers > 1):
+        groups.append(("", None))
+    for kind in kinds:
+        if kind == "utilization" and not busy_given:
+            files.notes.append("utilization heatmap skipped: no busy fractions (the "
+                               "result has no performance['stage_busy'])")
+            continue
+        for suffix, wafers in groups:
+            if kind == "utilization":
+                fig = utilization_figure(result, wafers, stage_busy, link_busy, dpi)
+            else:
+                fig = FIGURES[kind](result, wafers, dpi=dpi)
+            if fig is None:
+                continue
+            files.append(save(fig, out / f"{stem}-{kind}{suffix}.{fmt}", dpi))
+    return files
+
+
+# ---------------------------------------------------------------------- sweep charts
+def _short(key: str) -> str:
+    return key.rsplit(".", 1)[-1] if key != BITS_KEY else "weight bits"
+
+
+def _num(v: Any) -> float | None:
+    if isinstance(v, bool) or v is None or v == "":
+        return None
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _sort_key(v: Any) -> tuple:
+    n = _num(v)
+    return (0, -n, "") if n is not None else (1, 0, str(v))
+
+
+MAX_CHART_PANELS = 12
+
+
+def _chart(rows: list[dict[str, Any]], param_keys: Sequence[str], x: str, y: str,
+           ylabel: str, title: str, path: Path, scale: float = 1.0,
+           capacity: str | None = None, ignore: Sequence[str] = (),
+           mark_fit: bool = True, y_from_zero: bool = False, integer_y: bool = False,
+           linked: Sequence[Sequence[str]] = ()) -> tuple[Path | None, list[str]]:
+    """Lines of ``y`` against ``x``, one per value of the weight bits (when swept), one
+    panel per combination of the other swept parameters; hollow markers do not fit."""
+    notes: list[str] = []
+    series = BITS_KEY if BITS_KEY in param_keys else next(
+        (k for k in ("quantization.weights", "quantization") if k in param_keys), None)
+    with_x = {k for group in linked if x in group for k in group}  # zipped with x
+    panel_keys = [k for k in param_keys if k not in (x, series, *ignore, *with_x)]
+    panels: dict[tuple, dict[Any, dict[float, dict[str, Any]]]] = {}
+    for r in rows:
+        xv, yv = _num(r.get(x)), _num(r.get(y))
+        if xv is None or yv is None or r.get("error"):
+            continue
+        pk = tuple(_key({"v": r.get(k)}) for k in panel_keys)
+        sv = r.get(series) if series else None
+        panels.setdefault(pk, {}).setdefault(_key({"v": sv}), {}).setdefault(xv, r)
+    if not panels:
+        return None, [f"{path.name} skipped: no successful point has both {x} and {y}"]
+    keys = list(panels)
+    if len(keys) > MAX_CHART_PANELS:
+        notes.append(f"{path.name}: {len(keys)} combinations of "
+                     f"{', '.join(panel_keys)}; the first {MAX_CHART_PANELS} are drawn")
+        keys = keys[:MAX_CHART_PANELS]
+    ncols = min(len(keys), 3)
+    nrows = math.ceil(len(keys) / ncols)
+    fig = Figure(figsize=(4.2 * ncols + 1.6, 3.2 * nrows + 0.8), dpi=100,
+                 layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    cmap = matplotlib.colormaps["viridis"]
+    all_series = sorted({s for k in keys for s in panels[k]},
+                        key=lambda s: _sort_key(json.loads(s)["v"]))
+    colours = {s: cmap(i / max(len(all_series) - 1, 1) * 0.9)
+               for i, s in enumerate(all_series)}
+    for ax, pk in zip(axes, keys):
+        for s in all_series:
+            pts = panels[pk].get(s)
+            if not pts:
+                continue
+            xs = sorted(pts)
+            ys = [_num(pts[v].get(y)) * scale for v in xs]
+            fits = [bool(pts[v].get("fits")) or not mark_fit for v in xs]
+            label = _series_label(series, json.loads(s)["v"])
+            c = colours[s]
+            ax.plot(xs, ys, "-", color=c, label=label, linewidth=1.5)
+            ax.scatter([a for a, f in zip(xs, fits) if f], [b for b, f in zip(ys, fits) if f],
+                       color=c, zorder=3, s=22)
+            ax.scatter([a for a, f in zip(xs, fits) if not f],
+                       [b for b, f in zip(ys, fits) if not f],
+                       facecolors="white", edgecolors=c, zorder=3, s=22)
+        if capacity:
+            caps = sorted({_num(r.get(capacity)) for pts in panels[pk].values()
+                           for r in pts.values() if _num(r.get(capacity))})
+            for cap in caps:
+                ax.axhline(cap * scale, color="black", linestyle="--", linewidth=1)
+            if caps:
+                ax.text(0.01, caps[-1] * scale, " SRAM per wafer", va="bottom", fontsize=7,
+                        transform=ax.get_yaxis_transform())
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if integer_y:
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        if y_from_zero:
+            ax.set_ylim(bottom=0)
+        ax.set_xlabel(_short(x) if x != "wafers" else "wafers")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        words = ", ".join(f"{_short(k)} {json.loads(v)['v']}" for k, v in zip(panel_keys, pk))
+        if words:
+            ax.set_title(words, fontsize=9)
+    for ax in axes[len(keys):]:
+        ax.set_visible(False)
+    handles, labels = axes[0].get_legend_handles_labels()
+    for ax in axes[1:len(keys)]:
+        for h, lbl in zip(*ax.get_legend_handles_labels()):
+            if lbl not in labels:
+                handles.append(h)
+                labels.append(lbl)
+    if labels and series:
+        fig.legend(handles, labels, loc="outside right upper", fontsize=8,
+                   title="filled: fits\nhollow: does not" if mark_fit else None,
+                   title_fontsize=7)
+    fig.suptitle(title, fontsize=11)
+    fig.savefig(path)
+    return path, notes
+
+
+def _series_label(series: str | None, value: Any) -> str:
+    if series == BITS_KEY:
+        return f"{value}-bit weights"
+    return f"{_short(series)} {value}" if series else ""
+
+
+def write_sweep_charts(rows: list[dict[str, Any]], out: str | Path,
+                       param_keys: Sequence[str], fmt: str = "png",
+                       linked: Sequence[Sequence[str]] = ()
+                       ) -> tuple[list[Path], list[str]]:
+    """The sweep's charts, those whose parameters were swept: tokens/s against wafer
+    count, bytes on the fullest wafer against its SRAM per wafer count, and the fewest
+    wafers against context length; one line per weight bit width, one panel per value
+    of the other swept keys (``linked``: groups of keys varied together, as a zip, so
+    those varied with the x axis make no panels). Returns the files and notes on what
+    was skipped."""
+    out = Path(out)
+    paths: list[Path] = []
+    notes: list[str] = []
+
+    def add(result: tuple[Path | None, list[str]]) -> None:
+        if result[0] is not None:
+            paths.append(result[0])
+        notes.extend(result[1])
+
+    if "wafers" in param_keys:
+        if any(_num(r.get("tokens_per_s")) is not None for r in rows):
+            add(_chart(rows, param_keys, "wafers", "tokens_per_s", "tokens/s",
+                       "tokens/s against wafer count", out / f"tokens-per-s-vs-wafers.{fmt}",
+                       linked=linked))
+        else:
+            notes.append("tokens/s chart skipped: the results have no performance "
+                         "figures (tokens_per_s)")
+        add(_chart(rows, param_keys, "wafers", "max_wafer_used_bytes",
+                   "bytes on the fullest wafer (GB)",
+                   "SRAM needed per wafer against capacity",
+                   out / f"bytes-per-wafer-vs-wafers.{fmt}", scale=1e-9,
+                   capacity="wafer_capacity_bytes", y_from_zero=True, linked=linked))
+    else:
+        notes.append("wafer-count charts skipped: wafers is not swept")
+    ctx = "workload.context_length"
+    if ctx in param_keys:
+        add(_chart(rows, param_keys, ctx, "min_wafers", "fewest wafers that fit",
+                   "fewest wafers against context length",
+                   out / f"min-wafers-vs-context-length.{fmt}", ignore=("wafers",),
+                   mark_fit=False, y_from_zero=True, integer_y=True, linked=linked))
+    else:
+        notes.append("min-wafers chart skipped: workload.context_length is not swept")
+    return paths, notes
+
+
+def _key(params: Mapping[str, Any]) -> str:
+    return json.dumps(params, sort_keys=True, separators=(",", ":"), default=str)
