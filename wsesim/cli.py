@@ -16,7 +16,39 @@ def _cmd_run(args: argparse.Namespace) -> int:
     dep = load_deployment(args.file)
     result = simulate(dep)
     sys.stdout.write(RENDERERS[args.format](result))
+    if args.plots is not None:
+        from wsesim.plots import write_plots
+        files = write_plots(result, args.plots, args.plot_format, layout="both")
+        for note in files.notes:
+            print(f"note: {note}", file=sys.stderr)
+        print(f"wrote {len(files)} plot(s) to {args.plots}", file=sys.stderr)
     return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from wsesim.sweep import default_workers, load_sweep, run_sweep, slug
+
+    spec = load_sweep(args.file)
+    if args.executor is not None and not args.executor.startswith("dask://"):
+        raise SpecError(args.file, "--executor",
+                        f"expected dask://HOST:PORT, got {args.executor!r}")
+    out = Path(args.out) if args.out else Path("sweep-out") / slug(spec.name)
+    outcome = run_sweep(spec, out, workers=args.workers or default_workers(),
+                        executor=args.executor)
+    print(outcome.summary())
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
@@ -91,7 +123,19 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="simulate a deployment YAML")
     run.add_argument("file", help="deployment YAML")
     run.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+    run.add_argument("--plots", metavar="DIR", help="write placement, SRAM and "
+                     "utilization heatmaps (one per wafer, and all wafers side by side)")
+    run.add_argument("--plot-format", choices=("png", "svg"), default="png")
     run.set_defaults(func=_cmd_run)
+    swp = sub.add_parser("sweep", help="run a what-if sweep (a grid of deployments)")
+    swp.add_argument("file", help="sweep YAML (base: deployment, grid: dotted keys)")
+    swp.add_argument("--out", metavar="DIR", help="results folder (default: "
+                     "sweep-out/<sweep name>); points already there are skipped")
+    swp.add_argument("--workers", type=_positive_int, metavar="N",
+                     help="processes to run points in (default: the CPUs; 1 = serial)")
+    swp.add_argument("--executor", metavar="dask://HOST:PORT",
+                     help="run points on a Dask cluster (needs wsesim[distributed])")
+    swp.set_defaults(func=_cmd_sweep)
     val = sub.add_parser("validate", help="predictions against published measurements")
     val.add_argument("cases", nargs="*", help="case names in validation/ or paths (all "
                                               "by default)")
