@@ -12,6 +12,7 @@ A sweep file::
     zip:                              # optional: equal-length lists varied together
       workload.prompt_tokens: [1024, 2048]
       workload.context_length: [2048, 4096]
+    performance: true                 # optional; false: memory and fit only (faster)
 
 Setting ``quantization.<tensor>.bits`` (weights, embeddings, kv_cache, activations)
 keeps the rest of the base format where it still applies: bits 16 or 32 give a float
@@ -49,7 +50,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from wsesim.errors import SpecError
 
-SWEEP_KEYS = ("name", "base", "grid", "zip")
+SWEEP_KEYS = ("name", "base", "grid", "zip", "performance")
 FORMAT_TENSORS = ("weights", "embeddings", "kv_cache", "activations")
 # groups given to an integer format swept from a float base (as the *-g128 presets)
 DEFAULT_INT_GROUPS = {"group_size": 128, "scale_bits": 16, "zero_bits": 16}
@@ -80,6 +81,7 @@ class SweepSpec:
     base_source: str                             # where deployment errors point
     base_dir: str                                # relative paths in the base resolve here
     axes: list[tuple[tuple[str, ...], list[tuple[Any, ...]]]] = field(default_factory=list)
+    performance: bool = True                     # False: memory and fit only (faster)
 
     @property
     def param_keys(self) -> list[str]:
@@ -227,6 +229,9 @@ def load_sweep(spec: "str | Path | Mapping[str, Any] | SweepSpec",
             if len({point_key({"v": list(t)}) for t in tuples}) != len(tuples):
                 raise SpecError(source, where, "two zipped points are the same")
             axes.append((tuple(lists), tuples))
+    performance = data.get("performance", True)
+    if not isinstance(performance, bool):
+        raise SpecError(source, "performance", "expected true or false")
     if not axes:
         raise SpecError(source, "grid", "nothing to sweep: give grid (and/or zip) with "
                         "lists of values")
@@ -235,7 +240,8 @@ def load_sweep(spec: "str | Path | Mapping[str, Any] | SweepSpec",
         if keys.count(k) > 1:
             raise SpecError(source, f"zip.{k}" if grid and k in grid else f"grid.{k}",
                             "the same key is varied twice (grid and zip)")
-    return SweepSpec(name.strip(), source, base_map, base_source, str(base_dir_used), axes)
+    return SweepSpec(name.strip(), source, base_map, base_source, str(base_dir_used), axes,
+                     performance)
 
 
 def _list(value: Any, source: str, where: str) -> list[Any]:
@@ -398,11 +404,13 @@ def error_line(exc: BaseException) -> str:
 
 
 def run_point(base: Mapping[str, Any], params: Mapping[str, Any], source: str,
-              base_dir: str, find_min_wafers: bool = True) -> dict[str, Any]:
+              base_dir: str, find_min_wafers: bool = True,
+              performance: bool = True) -> dict[str, Any]:
     """Simulate one point and return its row; any failure becomes the row's ``error``.
     Runs in a worker process: it sends back the row only, never the plan or ledger.
     ``find_min_wafers=False`` leaves ``min_wafers`` empty (the sweep computes it once
-    for all points that differ only in ``wafers``)."""
+    for all points that differ only in ``wafers``); ``performance=False`` skips the
+    performance simulation (memory and fit only)."""
     from wsesim.simulate import simulate
     from wsesim.specs import deployment_from_mapping
 
@@ -411,7 +419,8 @@ def run_point(base: Mapping[str, Any], params: Mapping[str, Any], source: str,
     try:
         data = apply_point(base, params, base_dir)
         dep = deployment_from_mapping(data, source, Path(base_dir))
-        row.update(result_row(simulate(dep, find_min_wafers=find_min_wafers)))
+        row.update(result_row(simulate(dep, with_performance=performance,
+                                       find_min_wafers=find_min_wafers)))
         row["error"] = ""
     except Exception as exc:  # noqa: BLE001 - a failed point is a result, not a crash
         row["error"] = error_line(exc)
@@ -422,14 +431,18 @@ def run_point(base: Mapping[str, Any], params: Mapping[str, Any], source: str,
     return row
 
 
-def min_wafers_task(data: Mapping[str, Any], source: str, base_dir: str) -> int | None:
-    """Fewest wafers of a deployment mapping (its ``wafers`` ignored): shared by every
-    point of a sweep that differs only in ``wafers``."""
+def min_wafers_task(data: Mapping[str, Any], source: str, base_dir: str
+                    ) -> tuple[int | None, str]:
+    """Fewest wafers of a deployment mapping (its ``wafers`` ignored), shared by every
+    point of a sweep that differs only in ``wafers``; and the error, "" if none."""
     from wsesim.fit import fewest_wafers
     from wsesim.specs import deployment_from_mapping
 
-    dep = deployment_from_mapping({**data, "wafers": "auto"}, source, Path(base_dir))
-    return fewest_wafers(dep)
+    try:
+        dep = deployment_from_mapping({**data, "wafers": "auto"}, source, Path(base_dir))
+        return fewest_wafers(dep), ""
+    except Exception as exc:  # noqa: BLE001 - reported in the rows that need it
+        return None, error_line(exc)
 
 
 def _min_wafers_group(spec: "SweepSpec", params: Mapping[str, Any]
@@ -597,23 +610,30 @@ def _is_dask_client(obj: Any) -> bool:
     return type(obj).__module__.split(".")[0] == "distributed" and hasattr(obj, "submit")
 
 
+class SweepInterrupted(RuntimeError):
+    """The workers stopped (a process died, a Dask worker was lost): the rows done so far
+    are saved; running the sweep again into the same folder resumes it."""
+
+
 def _process_pool(workers: int) -> Executor:
+    """Worker processes: forked where that is safe (Linux, no other thread in this
+    process: a script needs no ``if __name__ == "__main__"`` guard), else started from a
+    fork server or spawned (a script must guard its top level, as multiprocessing
+    requires)."""
     import multiprocessing
+    import threading
     from concurrent.futures import ProcessPoolExecutor
 
     methods = multiprocessing.get_all_start_methods()
-    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-    if ctx.get_start_method() == "forkserver":
+    if "fork" in methods and threading.active_count() == 1:
+        method = "fork"
+    else:
+        method = "forkserver" if "forkserver" in methods else "spawn"
+    ctx = multiprocessing.get_context(method)
+    if method == "forkserver":
         # workers fork from a server that has imported the simulator once
         ctx.set_forkserver_preload(["wsesim.sweep", "wsesim.simulate", "wsesim.specs"])
     return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
-
-
-def _failed_row(params: Mapping[str, Any], exc: BaseException) -> dict[str, Any]:
-    row = dict(params)
-    row.update({k: row.get(k) for k in RESULT_COLUMNS})
-    row.update(error=error_line(exc), point=point_key(params))
-    return row
 
 
 def execute(spec: SweepSpec, todo: Sequence[Mapping[str, Any]], workers: int = 1,
@@ -740,24 +760,24 @@ def _run_tasks(spec: SweepSpec, todo: Sequence[Mapping[str, Any]],
             submitted.add(g)
             futures[backend.submit(min_wafers_task, groups[g], *args)] = ("group", g)
         futures[backend.submit(run_point, spec.base, dict(params), *args,
-                               not grouped)] = ("point", i)
+                               not grouped, spec.performance)] = ("point", i)
     found: dict[str, tuple[int | None, str]] = {}   # group -> (min wafers, error)
     waiting: dict[str, list[dict[str, Any]]] = {}
     try:
         for fut in backend.completed(list(futures)):
             kind, ref = futures[fut]
+            try:  # the tasks catch every error of a point: this is the workers failing
+                value = backend.outcome(fut)
+            except Exception as exc:  # noqa: BLE001
+                raise SweepInterrupted(
+                    f"the sweep's workers failed ({error_line(exc)}); the points done so "
+                    "far are saved, run the sweep again to resume") from exc
             if kind == "group":
-                try:
-                    found[ref] = (backend.outcome(fut), "")
-                except Exception as exc:  # noqa: BLE001
-                    found[ref] = (None, error_line(exc))
+                found[ref] = value
                 for row in waiting.pop(ref, []):
                     yield _with_min_wafers(row, *found[ref])
                 continue
-            try:
-                row = backend.outcome(fut)
-            except Exception as exc:  # noqa: BLE001 - a worker died: record, go on
-                row = _failed_row(todo[ref], exc)
+            row = value
             g = member.get(ref)
             if g in shared and not row.get("error"):
                 if g in found:
@@ -822,8 +842,10 @@ def _progress(enabled: bool | None, total: int, name: str):
         return contextlib.nullcontext(None)
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                TimeElapsedColumn, TimeRemainingColumn)
+    # redrawn point by point (no refresh thread: worker processes fork safely)
     return Progress(TextColumn(f"sweep {name}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TimeRemainingColumn(), transient=False)
+                    TimeElapsedColumn(), TimeRemainingColumn(), transient=False,
+                    auto_refresh=False)
 
 
 def run_sweep(spec: "str | Path | Mapping[str, Any] | SweepSpec",
@@ -853,6 +875,7 @@ def run_sweep(spec: "str | Path | Mapping[str, Any] | SweepSpec",
                 new[row["point"]] = row
                 if bar:
                     bar.advance(task)
+                    bar.refresh()
     finally:
         if store:
             store.close()
