@@ -1,7 +1,6 @@
 """The per-PE ledger: hand-computed bytes on small grids, and invariants."""
 from __future__ import annotations
 
-import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

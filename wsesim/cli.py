@@ -14,8 +14,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from wsesim.specs import load_deployment
 
     dep = load_deployment(args.file)
-    result = simulate(dep)
+    result = simulate(dep, trace=args.trace is not None)
     sys.stdout.write(RENDERERS[args.format](result))
+    if args.trace is not None:
+        from wsesim.trace import write_chrome_trace
+        write_chrome_trace(result, args.trace)
     if args.plots is not None:
         from wsesim.plots import write_plots
         files = write_plots(result, args.plots, args.plot_format, layout="both")
@@ -123,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="simulate a deployment YAML")
     run.add_argument("file", help="deployment YAML")
     run.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+    run.add_argument("--trace", metavar="FILE", help="write a Chrome trace (Perfetto) of "
+                                                    "the simulated timeline")
     run.add_argument("--plots", metavar="DIR", help="write placement, SRAM and "
                      "utilization heatmaps (one per wafer, and all wafers side by side)")
     run.add_argument("--plot-format", choices=("png", "svg"), default="png")

@@ -7,8 +7,10 @@ from typing import Any
 import numpy as np
 
 from wsesim.mapping.plan import Plan
-from wsesim.perf.cost import CAUSES, Cost
-from wsesim.perf.model import PerformanceModel, build_model, dominant_cause
+from wsesim.perf.compute import dequant_key
+from wsesim.perf.cost import CAUSES
+from wsesim.perf.model import (PerformanceModel, build_model, dominant_cause,
+                               max_tokens_per_cycle)
 from wsesim.sim.tile import TileRun, run_tile
 
 
@@ -46,6 +48,17 @@ def bottleneck(model: PerformanceModel, batch: int) -> str:
             f"{_where(model, worst_stage.name)}, {stage_share:.0%} {CAUSES[stage_cause]}")
 
 
+def decode_tokens_per_cycle(model: PerformanceModel, run: TileRun) -> float:
+    """Output tokens per cycle of all sequences together, from the moment the first
+    decode step starts to the last token (the first token of each sequence comes from
+    its prefill and is not counted)."""
+    seqs = run.sequences
+    fb_occupancy, fb_delay = model.feedback_timing()
+    first_in = min(s.tokens[0] for s in seqs) + fb_occupancy + fb_delay
+    last_out = max(s.tokens[-1] for s in seqs)
+    return sum(len(s.tokens) - 1 for s in seqs) / (last_out - first_in)
+
+
 def summarize(model: PerformanceModel, run: TileRun, fits: bool) -> dict[str, Any]:
     dep = model.plan.deployment
     hz = model.clock_hz
@@ -55,15 +68,12 @@ def summarize(model: PerformanceModel, run: TileRun, fits: bool) -> dict[str, An
     if wl.output_tokens > 1:
         tpot = float(np.mean([(s.tokens[-1] - s.tokens[0]) / (len(s.tokens) - 1)
                               for s in seqs])) / hz
-        start = min(s.tokens[0] for s in seqs)
-        end = max(s.tokens[-1] for s in seqs)
-        aggregate = sum(len(s.tokens) - 1 for s in seqs) / ((end - start) / hz)
+        aggregate = decode_tokens_per_cycle(model, run) * hz
     else:
         tpot = closed_tpot
         aggregate = wl.batch_size / tpot
     ttft = float(np.mean([s.ttft for s in seqs])) / hz
     prefill_done = max(s.ttft for s in seqs) / hz
-    _, _, slowest = model.slowest_element()
     path = model.token_path()
     busy = []
     for seg, cycles in zip(model.segments, run.element_busy):
@@ -86,8 +96,7 @@ def summarize(model: PerformanceModel, run: TileRun, fits: bool) -> dict[str, An
         "token_breakdown_s": {k: float(v) / hz for k, v in path.by_cause().items()},
         "closed_form": {
             "time_per_output_token_s": closed_tpot,
-            "max_tokens_per_s": hz / slowest if dep.mapping.strategy == "pipeline"
-            else hz / float(path.total),
+            "max_tokens_per_s": hz * max_tokens_per_cycle(model),
         },
         "memory_fits": fits,
         "events": run.events,
@@ -98,6 +107,29 @@ def summarize(model: PerformanceModel, run: TileRun, fits: bool) -> dict[str, An
     if not fits:
         out["notes"].append("the deployment does not fit in SRAM: these figures are for "
                             "the same plan as if it did")
+    return out
+
+
+def assumptions(plan: Plan) -> list[str]:
+    """The performance model's assumptions, with this deployment's numbers."""
+    dep = plan.deployment
+    k = dep.hardware.kernel
+    cal = k.calibrated
+    out = [
+        f"Kernel fixed costs: {k.comm_step_cycles:g} cycles per synchronized fabric phase"
+        f" (calibrated on {cal.get('comm_step_cycles', 'nothing: assumed')}), "
+        f"{k.vector_op_cycles:g} cycles per vector instruction (calibrated on "
+        f"{cal.get('vector_op_cycles', 'nothing: assumed')}); nothing overlaps inside a "
+        "stage, as in WaferLLM's kernels.",
+        f"Inter-wafer link: {dep.hardware.interwafer_bytes_per_s / 1e9:g} GB/s and "
+        f"{dep.hardware.interwafer_latency_s * 1e6:g} us per transfer (the latency is not "
+        "published: an assumption).",
+    ]
+    key = dequant_key(dep.quantization.weights)
+    if key is not None:
+        out.append(f"Dequantization: {k.dequant_ops_per_weight[key]:g} SIMD operations per "
+                   f"{key} weight each time it is used (estimated from the instruction "
+                   "sequence, not measured: sweep it before quoting tokens/s).")
     return out
 
 

@@ -100,6 +100,10 @@ class Result:
     # the arrays behind the numbers (heatmaps, traces); not part of the JSON
     plan: Any = field(default=None, repr=False, compare=False, metadata={"internal": True})
     ledger: Any = field(default=None, repr=False, compare=False, metadata={"internal": True})
+    perf_model: Any = field(default=None, repr=False, compare=False,
+                            metadata={"internal": True})
+    timeline: Any = field(default=None, repr=False, compare=False,
+                          metadata={"internal": True})
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-serialisable answer (the contract's keys and the itemized detail)."""

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from wsesim.fit import fewest_wafers
 from wsesim.mapping.plan import Plan, make_plan, max_wafers
+from wsesim.performance import assumptions as performance_assumptions
 from wsesim.performance import simulate_performance
 from wsesim.memory import CATEGORIES, MemoryLedger, TensorTotals, build_ledger
 from wsesim.result import (FullestPESummary, HardwareSummary, MemorySummary, ModelSummary,
@@ -133,7 +134,7 @@ def partition_summary(ledger: MemoryLedger) -> list[WaferSummary]:
 
 
 def simulate(dep: Deployment, with_performance: bool = True,
-             find_min_wafers: bool = True) -> Result:
+             find_min_wafers: bool = True, trace: bool = False) -> Result:
     """Plan ``dep`` (finding the fewest wafers for ``wafers: auto``), account every PE's
     SRAM, and return the itemized answer."""
     notes = []
@@ -150,9 +151,9 @@ def simulate(dep: Deployment, with_performance: bool = True,
     plan = known.get(wafers) or make_plan(dep, wafers)
     ledger = build_ledger(plan)
     memory = memory_summary(ledger)
-    performance = None
+    performance = perf_model = timeline = None
     if with_performance:
-        performance, _, _ = simulate_performance(plan, memory.fits)
+        performance, perf_model, timeline = simulate_performance(plan, memory.fits, trace)
     m = dep.model
     hw = dep.hardware
     q = dep.quantization
@@ -170,5 +171,7 @@ def simulate(dep: Deployment, with_performance: bool = True,
         workload={"batch_size": wl.batch_size, "prompt_tokens": wl.prompt_tokens,
                   "output_tokens": wl.output_tokens, "context_length": wl.kv_tokens},
         memory=memory, partition=partition_summary(ledger), performance=performance,
-        min_wafers=min_wafers, assumptions=list(ASSUMPTIONS),
-        notes=[*plan.notes, *notes], plan=plan, ledger=ledger)
+        min_wafers=min_wafers,
+        assumptions=[*ASSUMPTIONS, *(performance_assumptions(plan) if performance else [])],
+        notes=[*plan.notes, *notes], plan=plan, ledger=ledger, perf_model=perf_model,
+        timeline=timeline)

@@ -78,8 +78,11 @@ class PerformanceModel:
     def token_path(self, step: int | None = None) -> Cost:
         """Cycles of one decode pass through every element with no queueing (at decode
         step ``step``, or averaged over the decode steps), feedback included."""
+        steps = len(self.decode_contexts)
+
         def at(c: Cost) -> Cost:
-            return Cost(*(float(np.mean(v)) if step is None else float(np.asarray(v)[step])
+            return Cost(*(float(np.mean(v)) if step is None
+                          else float(np.broadcast_to(v, (steps,))[step])
                           for v in c.by_cause().values()))
         parts = [at(e.decode) for s in self.segments for e in s.elements]
         parts += [at(self.link_decode)] * (len(self.segments) - 1)
@@ -107,6 +110,18 @@ class PerformanceModel:
         if best is None or link > best[2]:
             best = ("inter-wafer link", self.link_decode, link)
         return best
+
+
+def max_tokens_per_cycle(model: "PerformanceModel") -> float:
+    """The most output tokens per cycle a full pipeline can deliver: every token visits
+    every element, which serves one token at a time, no quicker than its quickest decode
+    step; the element whose quickest step is slowest caps the rate."""
+    steps = len(model.decode_contexts)
+    rows = [np.broadcast_to(_occupancy(e, "decode"), (steps,))
+            for seg in model.segments for e in seg.elements]
+    if len(model.segments) > 1:
+        rows.append(model.link_timing("decode")[0])
+    return 1.0 / float(np.max(np.min(np.stack(rows), axis=1)))
 
 
 def _occupancy(e: Element, phase: str) -> np.ndarray:

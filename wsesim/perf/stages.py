@@ -276,16 +276,22 @@ def prefill_cost(kn: Kernels, content: StageContent, rows: int, cols: int, token
     """Cycles of one stage for a chunk of ``tokens`` prompt tokens.
 
     ``sequential`` (every stage on the whole grid) runs WaferLLM's MeshGEMM for every
-    matrix; ``pipeline`` streams the chunk through the stage's stationary weights: the
-    decode operations with every vector ``tokens`` times longer, so fixed costs and
-    latencies are paid once per chunk.
+    matrix, or the decode kernel token by token when that is faster (short chunks);
+    ``pipeline`` streams the chunk through the stage's stationary weights: the decode
+    operations with every vector ``tokens`` times longer, so fixed costs and latencies
+    are paid once per chunk. The LM head runs for the prompt's last token only.
     """
     if content.part == "lm_head":
         # only the prompt's last position needs logits (the first output token)
         last = np.asarray(context) >= kn.prompt_tokens
         return lm_head_cost(kn, content, rows, cols, 1) * last
     if kn.strategy == "sequential" and content.part in ("attention", "mlp"):
-        if content.part == "attention":
-            return attention_prefill_meshgemm(kn, content, rows, cols, tokens)
-        return mlp_prefill_meshgemm(kn, content, rows, cols, tokens)
+        # MeshGEMM pays max(rows, cols) steps whatever the chunk: a short chunk is
+        # cheaper through the decode kernel token by token, and a real one would
+        # choose so
+        mesh = (attention_prefill_meshgemm(kn, content, rows, cols, tokens)
+                if content.part == "attention"
+                else mlp_prefill_meshgemm(kn, content, rows, cols, tokens))
+        one_by_one = stage_cost(kn, content, rows, cols, context) * tokens
+        return min(mesh, one_by_one, key=lambda c: float(np.max(c.total)))
     return stage_cost(kn, content, rows, cols, context, tokens)

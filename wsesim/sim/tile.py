@@ -18,6 +18,27 @@ import simpy
 
 from wsesim.perf.model import PerformanceModel, _delay, _occupancy
 
+TRACE_SEQUENCES = 4   # sequences whose every visit a trace records
+TRACE_STEPS = 32      # decode steps recorded per traced sequence
+
+
+@dataclass
+class Visit:
+    """One token's (or chunk's) pass through a wafer: start and end at each element."""
+
+    who: str
+    phase: str
+    starts: np.ndarray
+    ends: np.ndarray
+
+
+@dataclass
+class LinkUse:
+    link: int           # wafer boundary (w -> w+1); -1 the feedback path
+    who: str
+    start: float
+    end: float
+
 
 class SegmentServer:
     """The stages and paths of one wafer as a tandem of FIFO servers."""
@@ -33,11 +54,11 @@ class SegmentServer:
                                    ("prefill", len(model.chunk_tokens)))}
         self.free_at = np.zeros(len(elements))
         self.busy = np.zeros(len(elements))
-        self.visits: list[tuple[str, int, float, np.ndarray, np.ndarray]] = []
-        self.record = False
+        self.visits: list[Visit] = []
 
-    def advance(self, now: float, phase: str, index: int, who: str = "") -> float:
-        """Send one token (or prefill chunk) in at ``now``; returns when it leaves."""
+    def advance(self, now: float, phase: str, index: int, who: str | None = None) -> float:
+        """Send one token (or prefill chunk) in at ``now``; returns when it leaves.
+        ``who`` (a label) records the visit's start and end at every element."""
         s = self.service[phase][index]
         d = self.delay[phase][index]
         c = np.cumsum(s + d)
@@ -45,8 +66,8 @@ class SegmentServer:
         done = c + run
         self.free_at = done
         self.busy += s
-        if self.record:
-            self.visits.append((who, index, now, done - s, done))
+        if who is not None:
+            self.visits.append(Visit(who, phase, done - s, done))
         return float(done[-1])
 
 
@@ -66,22 +87,31 @@ class TileRun:
     link_busy: list[float]
     events: int
     servers: list[SegmentServer]
+    link_uses: list[LinkUse] = field(default_factory=list)
 
 
 def run_tile(model: PerformanceModel, batch: int, trace: bool = False) -> TileRun:
     """Simulate ``batch`` sequences: each a prefill in chunks, then its decode steps."""
     env = simpy.Environment()
     servers = [SegmentServer(model, w) for w in range(len(model.segments))]
-    for s in servers:
-        s.record = trace
+    link_uses: list[LinkUse] = []
+
+    def label(seq: int, phase: str, index: int) -> str | None:
+        """What the trace records: every prompt chunk and the first decode steps of the
+        first few sequences (a full 405B run would be millions of events)."""
+        if not trace or seq >= TRACE_SEQUENCES or (phase == "decode" and index >= TRACE_STEPS):
+            return None
+        return f"seq {seq} " + (f"prompt chunk {index}" if phase == "prefill"
+                                else f"token {index + 2}")
     links = [simpy.Resource(env, capacity=1) for _ in servers[1:]]
     link_busy = [0.0] * len(links)
     back_link = simpy.Resource(env, capacity=1)
     events = 0
     link_timing = {p: model.link_timing(p) for p in ("decode", "prefill")}
 
-    def traverse(phase: str, index: int, who: str):
+    def traverse(phase: str, index: int, seq: int):
         nonlocal events
+        who = label(seq, phase, index)
         for w, server in enumerate(servers):
             out = server.advance(env.now, phase, index, who)
             events += 1
@@ -91,8 +121,11 @@ def run_tile(model: PerformanceModel, batch: int, trace: bool = False) -> TileRu
                 delay = float(link_timing[phase][1][index])
                 with links[w].request() as req:
                     yield req
+                    start = env.now
                     yield env.timeout(occupancy)
                 link_busy[w] += occupancy
+                if who is not None:
+                    link_uses.append(LinkUse(w, who, start, env.now))
                 events += 1
                 yield env.timeout(delay)
 
@@ -100,7 +133,7 @@ def run_tile(model: PerformanceModel, batch: int, trace: bool = False) -> TileRu
 
     def sequence(i: int, times: SequenceTimes):
         nonlocal events
-        chunks = [env.process(traverse("prefill", c, f"seq {i} prompt {c}"))
+        chunks = [env.process(traverse("prefill", c, i))
                   for c in range(len(model.chunk_tokens))]
         yield simpy.AllOf(env, chunks)
         times.ttft = env.now
@@ -112,14 +145,15 @@ def run_tile(model: PerformanceModel, batch: int, trace: bool = False) -> TileRu
                     yield env.timeout(fb_occ)
             yield env.timeout(fb_delay)
             events += 1
-            yield from traverse("decode", step, f"seq {i} token {step + 2}")
+            yield from traverse("decode", step, i)
             times.tokens.append(env.now)
 
     seqs = [SequenceTimes() for _ in range(batch)]
     for i, t in enumerate(seqs):
         env.process(sequence(i, t))
     env.run()
-    return TileRun(seqs, env.now, [s.busy for s in servers], link_busy, events, servers)
+    return TileRun(seqs, env.now, [s.busy for s in servers], link_busy, events, servers,
+                   link_uses)
 
 
 def _decodes(model: PerformanceModel) -> bool:

@@ -1,0 +1,280 @@
+"""Performance: closed forms by hand, the simulation against them, trends, validation."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import deployment, tiny_hardware, tiny_model
+from wsesim.cli import main
+from wsesim.mapping.plan import make_plan
+from wsesim.perf.compute import PECompute
+from wsesim.perf.cost import Cost
+from wsesim.perf.fabric import Fabric
+from wsesim.perf.model import _occupancy, build_model, max_tokens_per_cycle
+from wsesim.performance import decode_tokens_per_cycle
+from wsesim.perf.stages import Kernels, attention_cost, mlp_cost
+from wsesim.quant import preset
+from wsesim.sim.tile import run_tile
+from wsesim.simulate import simulate
+
+# hop 1, ramp 2, no turn cost, add 1, 4-byte wavelets, 10 cycles per fabric phase
+FAB = Fabric(hop=1, ramp=2, turn=0, add=1, link_bytes=4, step=10,
+             interwafer_bytes_per_cycle=100, interwafer_latency_cycles=1000)
+
+
+def total(c: Cost) -> float:
+    return float(np.asarray(c.total))
+
+
+def test_chain_by_hand():
+    c = FAB.chain(3, 1, 4, 2)  # 3 stages of (1 hop + 2 ramps + 1 add), 8 bytes = 2 wavelets
+    assert (float(c.latency), float(c.bandwidth), float(c.overhead)) == (18, 2, 10)
+
+
+def test_broadcast_by_hand():
+    assert total(FAB.broadcast(5, 4, 2)) == 5 + 4 + 2 + 10
+
+
+def test_allreduce_chain_by_hand():
+    # 7 PEs: a 3-stage chain into the middle, a 3-hop broadcast back
+    assert total(FAB.allreduce(7, 4, 2, "chain")) == (18 + 2 + 10) + (3 + 4 + 2 + 10)
+
+
+def test_allreduce_two_level_by_hand():
+    # 20 PEs in 4 groups of 5: 2-stage chains into each group's middle; a chain over
+    # the 4 roots (2 steps of 5 hops + ramps + add); a 10-hop broadcast back
+    within = 2 * 6 + 2 + 10
+    across = 2 * (5 + 4 + 1) + 2 + 10
+    back = 10 + 4 + 2 + 10
+    assert total(FAB.allreduce(20, 4, 2, "two-level", 4)) == within + across + back
+
+
+def test_allreduce_tree_by_hand():
+    # 8 PEs: levels 1, 2 and 4 hops apart, then a 4-hop broadcast
+    up = (6 + 2 + 10) + (7 + 2 + 10) + (9 + 2 + 10)
+    assert total(FAB.allreduce(8, 4, 2, "tree")) == up + (4 + 4 + 2 + 10)
+
+
+def test_allreduce_of_one_pe_is_free():
+    assert total(FAB.allreduce(1, 100, 2, "chain")) == 0
+
+
+def test_pe_compute_by_hand():
+    pe = PECompute(rate=4, op_cycles=3, elementwise={"exp": 6},
+                   dequant_ops={"int4": 4, "w3.5": 6})
+    assert total(pe.vector(10, 2)) == 2 * 10 / 4 + 2 * 3
+    assert total(pe.gemv(5, 8)) == 5 * 8 / 4 + 5 * 3      # one instruction per input
+    assert total(pe.gemm(6, 5, 8)) == 6 * 5 * 8 / 4 + 5 * 8 * 3
+    assert float(pe.dequant(preset("int4-g128"), 100).dequant) == 100 * 4 / 4
+    assert total(pe.dequant(preset("fp16"), 100)) == 0
+
+
+def test_a_decode_layer_runs_ten_allreduces(monkeypatch):
+    """WaferLLM's layer: two norms, fused QKV, scores, softmax max and sum, weights.V,
+    O, fused gate/up, down."""
+    dep = deployment()
+    plan = make_plan(dep, 1)
+    kn = Kernels.of(dep)
+    calls = []
+    monkeypatch.setattr(Kernels, "allreduce",
+                        lambda self, n, e: calls.append(n) or Cost())
+    attn, mlp = plan.stages[1], plan.stages[2]
+    attention_cost(kn, attn.content, 8, 8, 64)
+    mlp_cost(kn, mlp.content, 8, 8)
+    assert len(calls) == 10
+
+
+def test_more_hops_more_cycles():
+    assert total(FAB.broadcast(10, 4, 2)) < total(FAB.broadcast(11, 4, 2))
+    assert total(FAB.allreduce(100, 4, 2, "chain")) <= total(FAB.allreduce(101, 4, 2, "chain"))
+    assert total(FAB.allreduce(100, 4, 2, "chain")) < total(FAB.allreduce(102, 4, 2, "chain"))
+    assert total(FAB.transfer(5, 0, 8, 2)) < total(FAB.transfer(6, 0, 8, 2))
+
+
+def test_more_elements_more_cycles():
+    assert total(FAB.allreduce(64, 100, 2)) < total(FAB.allreduce(64, 1000, 2))
+
+
+# ---- the simulation against the closed forms ----------------------------------------
+
+def perf(dep):
+    plan = make_plan(dep, dep.wafers)
+    model = build_model(plan)
+    return model, run_tile(model, dep.workload.batch_size)
+
+
+def _occ(e):
+    return _occupancy(e, "prefill")
+
+
+def tpot(run) -> float:
+    return float(np.mean([(s.tokens[-1] - s.tokens[0]) / (len(s.tokens) - 1)
+                          for s in run.sequences]))
+
+
+def test_batch_one_equals_the_closed_form():
+    dep = deployment(mapping={"strategy": "pipeline"},
+                     hardware=tiny_hardware(rows=24, cols=24),
+                     workload={"batch_size": 1, "prompt_tokens": 300, "output_tokens": 30})
+    model, run = perf(dep)
+    assert tpot(run) == pytest.approx(float(model.token_path().total), rel=1e-9)
+
+
+@st.composite
+def small_runs(draw):
+    return deployment(
+        model=tiny_model(num_hidden_layers=draw(st.integers(1, 3))),
+        hardware=tiny_hardware(rows=draw(st.integers(12, 24)), cols=draw(st.integers(12, 24))),
+        wafers=draw(st.integers(1, 3)),
+        quantization=draw(st.sampled_from(["fp16", "int4-g128", "w3.5-g128"])),
+        workload={"batch_size": draw(st.integers(1, 6)),
+                  "prompt_tokens": draw(st.integers(1, 300)),
+                  "output_tokens": draw(st.integers(2, 12))},
+        mapping={"strategy": draw(st.sampled_from(["pipeline", "sequential"]))},
+        simulation={"prefill_chunk_tokens": draw(st.sampled_from([None, 16, 64]))},
+    )
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(small_runs())
+def test_the_simulation_never_beats_the_closed_form(dep):
+    model, run = perf(dep)
+    steps = [float(model.token_path(i).total) for i in range(len(model.decode_contexts))]
+    for s in run.sequences:
+        gaps = np.diff(s.tokens)
+        # no token comes faster than its own round trip with nothing in the way
+        assert np.all(gaps >= np.asarray(steps[:len(gaps)]) * (1 - 1e-9))
+    # every decode token passes every element after the first one enters: no element
+    # may serve them faster than one at a time at its quickest
+    assert decode_tokens_per_cycle(model, run) <= max_tokens_per_cycle(model) * (1 + 1e-9)
+    # TTFT: the prompt's chunks through every stage at least once
+    first_chunk = sum(float(np.asarray(_occ(e)).ravel()[0])
+                      for seg in model.segments for e in seg.elements)
+    assert min(s.ttft for s in run.sequences) >= first_chunk * (1 - 1e-9)
+
+
+def test_pipeline_throughput_rises_with_batch_until_saturation():
+    rates = []
+    for batch in (1, 2, 4, 8, 32):
+        dep = deployment(model=tiny_model(num_hidden_layers=4),
+                         hardware=tiny_hardware(rows=32, cols=32),
+                         mapping={"strategy": "pipeline"},
+                         workload={"batch_size": batch, "prompt_tokens": 8,
+                                   "output_tokens": 150})
+        rates.append(simulate(dep, find_min_wafers=False).performance)
+    tps = [p["tokens_per_s"] for p in rates]
+    # more sequences never cost throughput (beyond the longer fill of a fuller pipeline)
+    assert all(b >= a * 0.97 for a, b in zip(tps, tps[1:]))
+    assert tps[2] > 3 * tps[0]                           # ~linear while filling
+    ceiling = rates[-1]["closed_form"]["max_tokens_per_s"]
+    assert tps[-1] <= ceiling * (1 + 1e-9) and tps[-1] > 0.8 * ceiling   # saturates
+    assert "pipeline is full" in rates[-1]["bottleneck"]
+    assert "latency-bound" in rates[0]["bottleneck"]
+
+
+def test_sequential_does_not_overlap_sequences():
+    one = simulate(deployment(workload={"batch_size": 1, "prompt_tokens": 1,
+                                        "output_tokens": 200}), find_min_wafers=False)
+    four = simulate(deployment(workload={"batch_size": 4, "prompt_tokens": 1,
+                                         "output_tokens": 200}), find_min_wafers=False)
+    assert four.performance["tokens_per_s"] == pytest.approx(
+        one.performance["tokens_per_s"], rel=0.05)
+
+
+def test_events_grow_with_tokens_and_sequences_not_pes():
+    def events(rows, batch, out):
+        dep = deployment(hardware=tiny_hardware(rows=rows, cols=rows),
+                         mapping={"strategy": "pipeline"},
+                         workload={"batch_size": batch, "prompt_tokens": 4,
+                                   "output_tokens": out})
+        return perf(dep)[1].events
+    assert events(16, 2, 10) == events(48, 2, 10)          # 4x the PEs, same events
+    assert events(16, 4, 10) == 2 * events(16, 2, 10)
+    assert events(16, 2, 19) > 1.8 * events(16, 2, 10)
+
+
+def test_sub_16_bit_weights_cost_dequantization():
+    fp16 = simulate(deployment(quantization="fp16"), find_min_wafers=False)
+    w35 = simulate(deployment(quantization="w3.5-g128"), find_min_wafers=False)
+    assert w35.memory.weights_bytes < fp16.memory.weights_bytes
+    assert fp16.performance["token_breakdown_s"]["dequant"] == 0
+    assert w35.performance["token_breakdown_s"]["dequant"] > 0
+    assert w35.performance["time_per_output_token_s"] > \
+        fp16.performance["time_per_output_token_s"]
+
+
+def test_a_deployment_that_does_not_fit_still_gets_marked_numbers():
+    dep = deployment(hardware=tiny_hardware(sram=8192, reserve=1000))
+    r = simulate(dep, find_min_wafers=False)
+    assert not r.memory.fits
+    assert r.performance["memory_fits"] is False
+    assert any("does not fit" in n for n in r.performance["notes"])
+    assert r.performance["tokens_per_s"] > 0
+
+
+def test_run_json_has_the_performance_contract(capsys):
+    assert main(["run", "examples/llama-3.1-8b-bf16-wse3.yaml", "--format", "json"]) == 0
+    perf_json = json.loads(capsys.readouterr().out)["performance"]
+    assert {"tokens_per_s_per_user", "tokens_per_s", "time_per_output_token_s", "ttft_s",
+            "prefill_tokens_per_s", "layer_time_s", "bottleneck"} <= set(perf_json)
+    assert perf_json["ttft_s"] > 0 and perf_json["layer_time_s"] > 0
+
+
+def test_trace_is_a_chrome_trace(tmp_path, capsys):
+    out = tmp_path / "trace.json"
+    assert main(["run", "examples/llama-3.1-8b-bf16-wse3.yaml", "--format", "json",
+                 "--trace", str(out)]) == 0
+    trace = json.loads(out.read_text())
+    spans = [e for e in trace["traceEvents"] if e["ph"] == "X"]
+    assert spans and all(e["dur"] > 0 for e in spans)
+    names = {e["args"]["name"] for e in trace["traceEvents"] if e["ph"] == "M"}
+    assert "layer 0 attention" in names
+
+
+# ---- validation ---------------------------------------------------------------------
+
+def test_every_published_case_is_within_its_tolerance(capsys):
+    assert main(["validate", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 7
+    for row in rows:
+        assert {"name", "metric", "measured", "predicted", "error"} <= set(row)
+        assert row["error"] == pytest.approx((row["predicted"] - row["measured"])
+                                             / row["measured"])
+        assert abs(row["error"]) <= 0.15
+
+
+def test_validate_fails_on_a_case_that_is_off(tmp_path, capsys):
+    case = tmp_path / "off.yaml"
+    case.write_text((tmp_path.parent / "x").name and open(
+        "validation/cerebras-inference-llama3.1-8b.yaml").read().replace(
+        "measured: 1800", "measured: 900"))
+    assert main(["validate", str(case)]) == 1
+    assert "off by more than their tolerance" in capsys.readouterr().err
+
+
+def test_validate_unknown_case_is_one_line(capsys):
+    assert main(["validate", "waferllm-decode-p421"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "did you mean 'waferllm-decode-p420'" in err
+
+
+def test_mlp_stage_by_hand():
+    """hidden 8, MLP 16 on a 2 x 2 region, chain allreduces, the FAB numbers above and a
+    PE of 4 lanes with 3 cycles per instruction."""
+    dep = deployment(model=tiny_model(hidden_size=8, intermediate_size=16,
+                                      num_attention_heads=2, num_key_value_heads=2))
+    content = next(s for s in make_plan(dep, 1).stages if s.part == "mlp").content
+    pe = PECompute(rate=4, op_cycles=3, elementwise={"rsqrt": 6, "silu": 10}, dequant_ops={})
+    kn = Kernels(FAB, pe, act_bytes=2, algorithm="chain", groups=None, attention_heads=2,
+                 strategy="pipeline", prompt_tokens=1)
+    norm = 8 + (17 + 16) + 19.5 + 8          # squares+sum, allreduce of 1 value, rsqrt, scale
+    gate_up = (64 / 4 + 4 * 3) + (24 + 23)   # 4 inputs x 16 outputs, allreduce of 16
+    silu = (10 * 8 / 4 + 10 * 3) + (8 / 4 + 3)
+    down = (32 / 4 + 8 * 3) + (18 + 17)      # 8 inputs x 4 outputs, allreduce of 4
+    residual = 4 / 4 + 3
+    assert total(mlp_cost(kn, content, 2, 2)) == norm + gate_up + silu + down + residual
