@@ -341,16 +341,21 @@ def _draw_sram(ax, used: np.ndarray, sram: int, rows: int, cols: int, k: int,
 def sram_figure(result: Result, wafers: int | Sequence[int] | None = None,
                 dpi: int = 100) -> Figure:
     """Bytes used per PE (runtime reserve included) as a percentage of its SRAM; PEs
-    that need more than their SRAM are red and counted in the titles."""
+    that need more than their SRAM are red (darker the further over) and counted in the
+    titles. The colour scale starts at 0 %, or, when 95 % of the PEs are over half
+    full, at the tens of percent below them (emptier PEs take its lowest colour)."""
     wl = _wafer_list(result, wafers)
     rows, cols = result.ledger.deployment.grid_shape
     sram = result.hardware.pe_sram_bytes
     fig, axes, _ = _new_figure(rows, cols, len(wl), dpi, 1.6, 1.0)
     k = _decimation(rows, cols, MAX_SIDE_BY_SIDE_PIXELS if len(wl) > 1 else 10 ** 9)
-    norm = Normalize(0, 100)
     arrays = [wafer_arrays(result, w)[0] for w in wl] if len(wl) <= 16 else None
     peak = max(int(a.max()) for a in arrays) if arrays else max(
         p.max_pe_bytes for p in result.partition)
+    # the scale starts at 0 %, or, when 95 % of the PEs are more than half full, at the
+    # tens of percent below them (so 90 % and 100 % look different; the rest clip)
+    low = min(float(np.percentile(a, 5)) for a in arrays) if arrays else 0.0
+    norm = Normalize(10 * math.floor(10 * low / sram) if low > sram / 2 else 0, 100)
     over_norm = Normalize(100, max(100 * peak / sram, 100.5))
     total = 0
     im = ov_image = None
@@ -371,7 +376,8 @@ def sram_figure(result: Result, wafers: int | Sequence[int] | None = None,
     what = f"SRAM used per PE (% of {sram:,} B)"
     what += f"; {total:,} PEs overflow (red)" if total else "; no PE overflows"
     fig.suptitle(_heading(result, what, wl), fontsize=10)
-    cb = fig.colorbar(im, ax=axes, shrink=0.8, aspect=30, pad=0.01)
+    cb = fig.colorbar(im, ax=axes, shrink=0.8, aspect=30, pad=0.01,
+                      extend="min" if norm.vmin > 0 else "neither")
     cb.set_label("SRAM used (%)")
     if ov_image is not None:
         cb = fig.colorbar(ov_image, ax=axes, shrink=0.8, aspect=30, pad=0.01)
