@@ -43,15 +43,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for kind, make in (("placement", plots.placement_figure),
                            ("sram", plots.sram_figure)):
-            times = timed(lambda: plots.save(make(result, 0), Path(tmp) / f"{kind}.{args.format}"),
-                          args.repeat)
+            path = Path(tmp) / f"{kind}.{args.format}"
+            times = timed(lambda: plots.save(make(result, 0), path), args.repeat)
             print(f"{kind:<9} heatmap, one full wafer, drawn + written ({args.format}): "
                   f"median {statistics.median(times):.3f} s, max {max(times):.3f} s "
                   f"(target < 3 s)")
         for kind, make in (("placement", plots.placement_figure),
                            ("sram", plots.sram_figure)):
-            times = timed(lambda: plots.save(make(result), Path(tmp) / f"all-{kind}.{args.format}"),
-                          max(1, args.repeat // 2))
+            path = Path(tmp) / f"all-{kind}.{args.format}"
+            times = timed(lambda: plots.save(make(result), path), max(1, args.repeat // 2))
             print(f"{kind:<9} heatmap, 5 wafers side by side: median "
                   f"{statistics.median(times):.3f} s")
         t0 = time.perf_counter()

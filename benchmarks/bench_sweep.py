@@ -10,7 +10,6 @@ the figures; asserts nothing.
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
 from collections import Counter

@@ -4,7 +4,6 @@ panel per wafer side by side, and `wsesim run --plots` writes them."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import matplotlib.image as mpimg
 import numpy as np

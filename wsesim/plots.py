@@ -224,7 +224,8 @@ def _outlines(ax, result: Result, wafer: int) -> None:
         if r is None or r.wafer != wafer or (r.row0, r.col0, r.rows, r.cols) in seen:
             continue
         seen.add((r.row0, r.col0, r.rows, r.cols))
-        x0, y0, x1, y1 = r.col0 - 0.5, r.row0 - 0.5, r.col0 + r.cols - 0.5, r.row0 + r.rows - 0.5
+        x0, y0 = r.col0 - 0.5, r.row0 - 0.5
+        x1, y1 = x0 + r.cols, y0 + r.rows
         rects.append([(x0, y0), (x1, y0), (x1, y1), (x0, y1)])
     if 1 < len(rects) <= 5000:
         ax.add_collection(PolyCollection(rects, facecolors="none", edgecolors="white",

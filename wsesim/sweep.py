@@ -34,7 +34,6 @@ from __future__ import annotations
 import copy
 import csv
 import dataclasses
-import io
 import itertools
 import json
 import math
@@ -171,7 +170,8 @@ def load_sweep(spec: "str | Path | Mapping[str, Any] | SweepSpec",
         raise SpecError("<sweep>", "", "expected a sweep file path or a mapping")
     for key in data:
         if key not in SWEEP_KEYS:
-            raise SpecError(source, str(key), f"unknown key{_did_you_mean(str(key), SWEEP_KEYS)}"
+            hint = _did_you_mean(str(key), SWEEP_KEYS)
+            raise SpecError(source, str(key), f"unknown key{hint}"
                             f" (known keys: {', '.join(SWEEP_KEYS)})")
     name = data.get("name", default_name)
     if not isinstance(name, str) or not name.strip():
