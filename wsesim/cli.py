@@ -146,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
                                               "by default)")
     val.add_argument("--format", choices=("text", "json"), default="text")
     val.set_defaults(func=_cmd_validate)
+    from wsesim.fabric_check import add_parser as add_fabric_check
+    add_fabric_check(sub)
     sub.add_parser("models", help="list the shipped models").set_defaults(func=_cmd_models)
     sub.add_parser("profiles", help="list the shipped hardware profiles").set_defaults(
         func=_cmd_profiles)

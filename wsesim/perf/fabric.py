@@ -60,27 +60,52 @@ class Fabric:
                     bandwidth=np.where(busy, self.wavelets(elements, element_bytes), 0.0),
                     overhead=np.where(busy, self.step, 0.0))
 
+    def meet(self, a_stages: int, a_hops: int, b_stages: int, b_hops: int,
+             elements: Num, element_bytes: float) -> Cost:
+        """Two pipelined chains, ``a_stages`` receive-add-forward stages over ``a_hops``
+        hops from one side and ``b_stages`` over ``b_hops`` from the other, ending in one
+        root PE. A PE takes one wavelet per cycle off the fabric (its down-ramp is a
+        router port like the others, and the kernels add the two sides with one
+        instruction each), so the root receives the second train after the first: it
+        finishes at max(second head, first head + W) + W, not at the later head + W."""
+        w = self.wavelets(elements, element_bytes)
+        per = 2 * self.ramp + self.add
+        sides = [h * self.hop + s * per for s, h in ((a_stages, a_hops), (b_stages, b_hops))
+                 if s > 0]
+        if not sides:
+            return Cost()
+        if len(sides) == 1:
+            return Cost(latency=sides[0], bandwidth=w, overhead=self.step)
+        first, second = min(sides), max(sides)
+        return Cost(latency=second, bandwidth=w + np.maximum(0.0, first + w - second),
+                    overhead=self.step)
+
     def allreduce(self, n: int, elements: Num, element_bytes: float,
                   algorithm: str = "two-level", groups: int | None = None) -> Cost:
         """Every one of ``n`` PEs on a line ends with the sum of their vectors.
 
-        chain: one chain into the middle PE, then a broadcast back. two-level (WaferLLM):
-        chains into the middle of each of ``groups`` groups, a chain over the group roots
-        into the middle root, a broadcast back. tree: a binary reduction tree (level l
-        spans 2^l hops), then a broadcast. ``groups`` None picks the fastest group count.
+        chain: chains from both ends into the middle PE (index (n-1)//2), then a
+        broadcast back. two-level (WaferLLM): contiguous groups of ceil(n / groups) PEs,
+        chains into the middle of each group, chains over the group roots into the
+        middle group's root, a broadcast back from there over the whole line. tree: each
+        half of the line reduces by a binomial tree into its PE next to the middle
+        (levels 1, 2, 4, ... hops apart), the right half's root then sends to the left
+        half's (one hop), a broadcast back. ``groups`` None picks the fastest group
+        count. The PE-level simulation (``wsesim.sim.pe``) runs exactly these kernels.
         """
         if n <= 1:
             return Cost()
-        half = math.ceil((n - 1) / 2)
-        back = self.broadcast(half, elements, element_bytes)
         if algorithm == "chain":
-            return self.chain(half, 1, elements, element_bytes) + back
+            groups = 1
+            algorithm = "two-level"
         if algorithm == "tree":
-            levels = math.ceil(math.log2(n))
-            up = Cost()
-            for level in range(levels):
-                up = up + self.chain(1, 2 ** level, elements, element_bytes)
-            return up + back
+            m = (n - 1) // 2
+            root = self._binomial(m + 1, elements, element_bytes)
+            if n - 1 - m > 0:        # the right half's root sends its sum one hop
+                root = self._receive(root, self._binomial(n - 1 - m, elements,
+                                                          element_bytes), 1,
+                                     elements, element_bytes)
+            return root + self.broadcast(max(m, n - 1 - m), elements, element_bytes)
         if algorithm != "two-level":
             raise ValueError(f"unknown allreduce algorithm {algorithm!r}; "
                              f"one of {', '.join(ALGORITHMS)} or auto")
@@ -88,11 +113,60 @@ class Fabric:
             return min((self.allreduce(n, elements, element_bytes, "two-level", g)
                         for g in _group_counts(n)),
                        key=lambda c: float(np.max(c.total)))
-        groups = max(1, min(groups, n))
-        size = math.ceil(n / groups)
-        within = self.chain(math.ceil((size - 1) / 2), 1, elements, element_bytes)
-        across = self.chain(math.ceil((groups - 1) / 2), size, elements, element_bytes)
+        size, count, roots = group_layout(n, groups)
+        a = (size - 1) // 2
+        within = self.meet(a, a, size - 1 - a, size - 1 - a, elements, element_bytes)
+        mid = (count - 1) // 2
+        across = self.meet(mid, roots[mid] - roots[0], count - 1 - mid,
+                           roots[-1] - roots[mid], elements, element_bytes)
+        back = self.broadcast(max(roots[mid], n - 1 - roots[mid]), elements, element_bytes)
         return within + across + back
+
+    def _receive(self, own: Cost, partner: Cost, hops: int, elements: Num,
+                  element_bytes: float) -> Cost:
+        """One tree level: a PE done with ``own`` takes a phase, then adds the vector of a
+        partner ``hops`` away that was done with ``partner`` and then took its phase:
+        the train's head must be there (and the PE ready) before its W wavelets
+        stream in."""
+        ready = own + Cost(overhead=self.step)
+        head = partner + Cost(overhead=self.step,
+                              latency=hops * self.hop + 2 * self.ramp + self.add)
+        return _later(ready, head) + Cost(bandwidth=self.wavelets(elements, element_bytes))
+
+    def _binomial(self, size: int, elements: Num, element_bytes: float) -> Cost:
+        """A binomial tree reducing ``size`` PEs of a line into its end PE (level l:
+        partners 2^l apart), every PE starting at once: the root's finish. A partial
+        last subtree finishes early, so its root's train may be there first."""
+        if size <= 1:
+            return Cost()
+        levels = math.ceil(math.log2(size))
+        half = 2 ** (levels - 1)
+        return self._receive(self._binomial(half, elements, element_bytes),
+                             self._binomial(size - half, elements, element_bytes), half,
+                             elements, element_bytes)
+
+    def choose_allreduce(self, n: int, elements: Num, element_bytes: float,
+                         algorithm: str = "auto", groups: int | None = None
+                         ) -> tuple[str, int | None]:
+        """The (algorithm, groups) that ``best_allreduce`` prices: the fastest for
+        ``auto``, the fastest group count for two-level without ``groups``."""
+        def worst(c: Cost) -> float:
+            return float(np.max(c.total))
+        options = ALGORITHMS if algorithm == "auto" else (algorithm,)
+        best: tuple[float, str, int | None] | None = None
+        for a in options:
+            if a == "two-level":
+                counts = [groups] if groups is not None else _group_counts(n)
+                for g in counts:
+                    c = worst(self.allreduce(n, elements, element_bytes, a, g))
+                    if best is None or c < best[0]:
+                        best = (c, a, g)
+            else:
+                c = worst(self.allreduce(n, elements, element_bytes, a, groups))
+                if best is None or c < best[0]:
+                    best = (c, a, None)
+        assert best is not None
+        return best[1], best[2]
 
     def best_allreduce(self, n: int, elements: Num, element_bytes: float,
                        algorithm: str = "auto", groups: int | None = None) -> Cost:
@@ -116,6 +190,26 @@ class Fabric:
         """Bytes over the link between two wafers (its bandwidth, then its latency)."""
         return Cost(interwafer=self.interwafer_occupancy(nbytes)
                     + self.interwafer_latency_cycles)
+
+
+def _later(a: Cost, b: Cost) -> Cost:
+    """Whichever of two costs ends later (elementwise over arrays), with its causes."""
+    pick = np.asarray(b.total) > np.asarray(a.total)
+    if pick.ndim == 0:
+        return b if bool(pick) else a
+    return Cost(*(np.where(pick, getattr(b, f), getattr(a, f)) for f in
+                  ("compute", "dequant", "latency", "bandwidth", "overhead", "interwafer")))
+
+
+def group_layout(n: int, groups: int) -> tuple[int, int, list[int]]:
+    """Two-level groups on a line of ``n`` PEs: (group size, group count, the root
+    position of each group). Groups are contiguous runs of ceil(n / groups) PEs (the last
+    may be shorter, and there may be fewer than ``groups``); a root is its group's
+    middle PE."""
+    size = math.ceil(n / max(1, min(groups, n)))
+    count = math.ceil(n / size)
+    roots = [g * size + (min(size, n - g * size) - 1) // 2 for g in range(count)]
+    return size, count, roots
 
 
 def _group_counts(n: int) -> list[int]:

@@ -117,6 +117,9 @@ class Deployment(BaseModel):
                         f"{g} does not divide {dim_name} = {dim} (every row would end in a "
                         f"partial group)",
                     )
+        if self.simulation.fidelity == "pe":
+            from wsesim.sim.limits import check_pe_grid
+            check_pe_grid(self.grid_shape, "mapping.grid" if grid else hw.name)
         return self
 
     @property

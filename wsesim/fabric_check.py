@@ -1,0 +1,166 @@
+"""``wsesim fabric-check``: one operation at both fidelities, the PE-level simulation
+(every PE, router and link) beside the closed form the tile fidelity uses, and their
+ratio.
+
+    wsesim fabric-check allreduce --grid 32 32 --elements 4096 --algorithm two-level
+    wsesim fabric-check layer --grid 32 32 --elements 256 --context 512 --format json
+
+Operations: ``broadcast`` (every row multicasts N values from its middle PE),
+``allreduce`` (every row allreduces N values), ``gemv`` (an N x N matrix times a
+vector: input multicast along rows, local products, partial sums allreduced along
+columns), ``transfer`` (N activations from the west half of the grid to the east
+half, row by row, then multicast), ``attention`` and ``layer`` (a LLaMA-shaped decode
+layer of hidden size N at ``--context`` tokens: its attention, or attention and MLP),
+``model`` (a ``--layers``-layer LLaMA-shaped model of hidden size N, one decode step
+through every stage, as ``--strategy`` maps it).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, NoReturn
+
+import numpy as np
+
+from wsesim.errors import SpecError
+
+OPS = ("broadcast", "allreduce", "gemv", "attention", "transfer", "layer", "model")
+SOURCE = "fabric-check"
+
+
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    """Add the ``fabric-check`` subcommand to the ``wsesim`` parser."""
+    p = sub.add_parser("fabric-check", help="one operation at PE level against its "
+                       "closed form (cycles and ratio)",
+                       description=__doc__.split("\n\n")[0])
+    p.add_argument("op", help=f"one of {', '.join(OPS)}")
+    p.add_argument("--grid", nargs=2, metavar=("ROWS", "COLS"), required=True,
+                   help="the PE grid (rows and columns)")
+    p.add_argument("--elements", metavar="N", required=True,
+                   help="vector length (broadcast, allreduce, transfer), matrix size "
+                        "(gemv) or hidden size (attention, layer, model)")
+    p.add_argument("--algorithm", default="auto",
+                   help="allreduce: auto, chain, tree or two-level (default auto: the "
+                        "fastest by the closed form)")
+    p.add_argument("--groups", metavar="G", help="two-level allreduce: group count")
+    p.add_argument("--hardware", default="wse2", help="wse2, wse3 or a profile path")
+    p.add_argument("--context", metavar="T", default="256",
+                   help="attention, layer, model: context length in tokens")
+    p.add_argument("--layers", metavar="L", default="4", help="model: layers")
+    p.add_argument("--strategy", default="sequential",
+                   help="model: sequential or pipeline")
+    p.add_argument("--format", default="text", help="text or json")
+
+    def error(message: str) -> NoReturn:   # argparse's own errors, one line too
+        print(f"error: {SOURCE}: arguments: {message}", file=sys.stderr)
+        sys.exit(2)
+    p.error = error  # type: ignore[method-assign]
+    p.set_defaults(func=main)
+    return p
+
+
+def _int(value: Any, key: str, low: int = 1) -> int:
+    try:
+        n = int(str(value))
+    except ValueError:
+        raise SpecError(SOURCE, key, f"expected an integer, got {value!r}") from None
+    if n < low:
+        raise SpecError(SOURCE, key, f"must be at least {low}, got {n}")
+    return n
+
+
+def _choice(value: str, key: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        from wsesim.specs.yamlio import did_you_mean
+        raise SpecError(SOURCE, key, f"{value!r} is not one of {', '.join(choices)}"
+                        f"{did_you_mean(value, list(choices))}")
+    return value
+
+
+def check(op: str, rows: int, cols: int, elements: int, hardware: str = "wse2",
+          algorithm: str = "auto", groups: int | None = None, context: int = 256,
+          layers: int = 4, strategy: str = "sequential") -> Any:
+    """Run ``op`` at PE level and in closed form; returns a ``wsesim.sim.pe.OpResult``."""
+    from wsesim.sim import pe
+    from wsesim.sim.limits import MAX_PES
+    if rows * cols > MAX_PES:
+        raise SpecError(SOURCE, "--grid", f"{rows} x {cols} = {rows * cols:,} PEs is more "
+                        f"than the PE fidelity's limit of {MAX_PES:,}")
+    hidden = elements if op in ("attention", "layer", "model") else 256
+    if op in ("attention", "layer", "model") and hidden > 65536:
+        raise SpecError(SOURCE, "--elements", f"hidden size {hidden} is more than 65536")
+    kn, plan = pe.kernels_for(hardware, rows, cols, hidden=hidden, context=context,
+                              algorithm=algorithm, groups=groups,
+                              layers=layers if op == "model" else 1,
+                              strategy=strategy if op == "model" else "sequential")
+    stages = plan.wafers[0].stages
+    attention = next(s for s in stages if s.part == "attention")
+    mlp = next(s for s in stages if s.part == "mlp")
+    sram = plan.deployment.hardware.pe_sram_bytes
+    if op == "broadcast":
+        return pe.broadcast(kn, rows, cols, elements)
+    if op == "allreduce":
+        return pe.allreduce(kn, rows, cols, elements)
+    if op == "gemv":
+        return pe.gemv(kn, rows, cols, elements, elements)
+    if op == "transfer":
+        if cols < 2:
+            raise SpecError(SOURCE, "--grid", "transfer needs at least 2 columns (from the "
+                            "west half to the east half)")
+        return pe.transfer(kn, rows, cols, elements)
+    if op == "attention":
+        return pe.stage(kn, attention.content, rows, cols, context, sram=sram)
+    if op == "layer":
+        return pe.layer(kn, attention.content, mlp.content, rows, cols, context, sram=sram)
+    return pe.decode_token(plan, context)
+
+
+def _describe(kn: Any, op: str, elements: int, rows: int, cols: int) -> str:
+    if op != "allreduce":
+        return ""
+    n = cols
+    algorithm, groups = kn.fabric.choose_allreduce(n, elements, kn.act_bytes,
+                                                   kn.algorithm, kn.groups)
+    return f" ({algorithm}{f', {groups} groups' if algorithm == 'two-level' else ''})"
+
+
+def _causes(c: Any) -> str:
+    parts = {k: float(np.asarray(v)) for k, v in c.by_cause().items()}
+    total = sum(parts.values()) or 1.0
+    return ", ".join(f"{k} {v / total:.0%}" for k, v in parts.items() if v > 0.005 * total)
+
+
+def main(args: argparse.Namespace) -> int:
+    op = _choice(args.op, "op", OPS)
+    fmt = _choice(args.format, "--format", ("text", "json"))
+    rows, cols = (_int(v, "--grid") for v in args.grid)
+    elements = _int(args.elements, "--elements")
+    algorithm = _choice(args.algorithm, "--algorithm", ("auto", "chain", "tree",
+                                                        "two-level"))
+    groups = _int(args.groups, "--groups") if args.groups is not None else None
+    context = _int(args.context, "--context", 2)
+    layers = _int(args.layers, "--layers")
+    strategy = _choice(args.strategy, "--strategy", ("sequential", "pipeline"))
+    result = check(op, rows, cols, elements, args.hardware, algorithm, groups, context,
+                   layers, strategy)
+    out = result.to_dict()
+    out.update({"hardware": args.hardware, "elements": elements})
+    if fmt == "json":
+        print(json.dumps(out))
+        return 0
+    from wsesim.sim.pe import kernels_for
+    kn, _ = kernels_for(args.hardware, rows, cols, algorithm=algorithm, groups=groups)
+    what = {"attention": "hidden", "layer": "hidden", "model": "hidden",
+            "gemv": "matrix"}.get(op, "elements")
+    size = f"{elements:,} x {elements:,}" if op == "gemv" else f"{elements:,}"
+    print(f"fabric-check {op}{_describe(kn, op, elements, rows, cols)} on {rows} x {cols} "
+          f"PEs of {args.hardware}, {what} {size}"
+          + (f", context {context}" if op in ("attention", "layer", "model") else ""))
+    print(f"  PE level     {result.pe_cycles:>12,.1f} cycles  ({_causes(result.pe)})")
+    print(f"  closed form  {result.model_cycles:>12,.1f} cycles  ({_causes(result.model)})")
+    print(f"  ratio        {result.ratio:>12.4f}  (PE level / closed form)")
+    print(f"  {result.events:,} simpy events in {result.wall_s:.3f} s")
+    for note in result.notes:
+        print(f"  note: {note}")
+    return 0

@@ -1,0 +1,620 @@
+"""PE-level fabric engine: every PE, router, link and ramp of a small mesh, driven by simpy.
+
+What it models
+--------------
+- A grid of ``rows x cols`` PEs, each with a router. Every router has four directed
+  output links (east, west, south, north) to its neighbours and two ramps: the up-ramp
+  (PE -> router) and the down-ramp (router -> PE). Every link and ramp carries one
+  32-bit wavelet per cycle (``link_bytes`` per cycle): a ramp is a router port like the
+  others, so a PE receives (and sends) at most one wavelet per cycle in all.
+- A message is a *train* of W wavelets. Its head pays ``ramp`` cycles on each ramp,
+  ``hop`` cycles per router-to-router link and ``turn`` cycles where dimension-ordered
+  routing changes direction; the train then occupies every link it crosses for W
+  consecutive cycles (virtual cut-through: a train held up at a busy link waits in the
+  router's queue and leaves as one contiguous train; upstream links are not held).
+  A train on one link is one simpy event (when its head reaches the router at the
+  link's entry, the link is reserved for ``[start, start + W)``), never one per wavelet,
+  so both latency (hops) and bandwidth (W) show, and contention on a link delays the
+  later train by whatever the earlier one still occupies. Reservations happen at the
+  simulated time the head arrives, so trains are served first come, first served.
+- A multicast (router replication along a line) delivers the same train to every PE it
+  passes, through each PE's down-ramp.
+- PEs run SPMD programs: one generator per PE, a lightweight process driven by simpy
+  events (simpy's own ``Process`` costs more per resume than a whole train hop). A PE
+  keeps its own clock ``t`` (which may run ahead of ``env.now``: local work needs no
+  event) and only waits when it needs a message that has not been routed to it yet;
+  the delivery then wakes it with one event. Its up-ramp is private, so reserving it
+  ahead of ``env.now`` keeps FIFO order on every shared link.
+- Critical-path attribution: every PE carries, next to its clock, the clock split by
+  cause (compute, dequant, latency, bandwidth, overhead: :class:`wsesim.perf.cost.Cost`
+  fields). A message carries its sender's split; when a message sets a PE's clock, the
+  PE adopts the sender's split plus the path's latency (ramps, hops, turns, adds) and
+  bandwidth (W and any queueing). The finishing PE's split is the operation's Cost.
+
+The fixed costs of kernels (``comm_step_cycles`` per synchronized fabric phase,
+``vector_op_cycles`` per vector instruction) are charged by the programs (see
+``wsesim.sim.pe``), not by the fabric: they are properties of the kernels.
+"""
+from __future__ import annotations
+
+import gc
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from heapq import heappush
+from typing import Any
+
+import numpy as np
+import simpy
+from simpy.events import NORMAL, Event
+
+from wsesim.perf.cost import Cost
+
+EAST, WEST, SOUTH, NORTH = 0, 1, 2, 3
+DIRECTIONS = ("east", "west", "south", "north")
+OPPOSITE = (WEST, EAST, NORTH, SOUTH)
+COMPUTE, DEQUANT, LATENCY, BANDWIDTH, OVERHEAD = range(5)
+_CAUSES = ("compute", "dequant", "latency", "bandwidth", "overhead")
+
+
+
+@dataclass(frozen=True)
+class NetParams:
+    """The numbers of a hardware profile the fabric needs (same as ``perf.fabric``)."""
+
+    hop: float
+    ramp: float
+    turn: float
+    add: float
+    link_bytes: float
+    step: float
+
+    @classmethod
+    def of(cls, fabric: Any) -> NetParams:
+        """From a :class:`wsesim.perf.fabric.Fabric` (the closed forms' numbers)."""
+        return cls(float(fabric.hop), float(fabric.ramp), float(fabric.turn),
+                   float(fabric.add), float(fabric.link_bytes), float(fabric.step))
+
+    def wavelets(self, elements: float, element_bytes: float) -> int:
+        """Wavelets of a train carrying ``elements`` values (as ``Fabric.wavelets``)."""
+        return math.ceil(float(elements) * element_bytes / self.link_bytes)
+
+
+# A train as its receiver sees it, a tuple (the hot path allocates one per delivery):
+# (head, w, send_t, bd, lat): ``head`` is when its first wavelet reaches the PE, ``w``
+# its wavelets (the tail follows ``w`` cycles later); ``send_t`` and ``bd`` the sender's
+# clock and its split by cause when it sent; ``lat`` the pure latency of the path
+# (ramps, hops, turns); any other delay on the way was queueing.
+Msg = tuple
+HEAD, WAVELETS, SEND_T, BD, LAT = range(5)
+
+
+class _Branch(Event):
+    """One branch of a train travelling hop by hop, and the simpy event of its head
+    reaching the next router (re-armed at every hop: no new object per hop). ``legs``
+    are (direction, hops) runs (dimension-ordered routing: X then Y); ``along``:
+    deliver to every PE passed (a multicast along a line), else only at the end."""
+
+    __slots__ = (
+        "_cbs",
+        "along",
+        "bd",
+        "dir",
+        "lat",
+        "left",
+        "leg",
+        "legs",
+        "moved",
+        "net",
+        "node",
+        "send_t",
+        "tag",
+        "w",
+    )
+
+    def __init__(self, net: Net, node: int, legs: tuple, along: bool, w: int, tag: Any,
+                 send_t: float, bd: tuple, lat: float) -> None:
+        self.env = net.env
+        self._ok = True
+        self._value = None
+        self._cbs = [self.arrive]
+        self.callbacks = self._cbs
+        self.net = net
+        self.node = node
+        self.legs = legs
+        self.leg = 0
+        self.dir, self.left = legs[0] if legs else (EAST, 0)
+        self.w = w
+        self.tag = tag
+        self.send_t = send_t
+        self.bd = bd
+        self.lat = lat
+        self.along = along
+        self.moved = False
+
+    def arrive(self, _ev: Event) -> None:
+        """The head is at router ``node`` now: deliver (multicast), then take the next
+        link (reserving it for the train's W cycles from when it is free)."""
+        net = self.net
+        now = net.env._now
+        node = self.node
+        if self.moved and self.along:
+            net.deliver(node, now, self)
+        turn = 0.0
+        if not self.left:
+            legs = self.legs
+            while True:             # the next non-empty leg, if any
+                self.leg += 1
+                if self.leg >= len(legs):
+                    if not self.along:
+                        net.deliver(node, now, self)
+                    return
+                new_dir, self.left = legs[self.leg]
+                if self.left:
+                    break
+            if self.moved and new_dir != self.dir:
+                turn = net.turn
+            self.dir = new_dir
+        d = self.dir
+        link = node * 4 + d
+        free = net.link_free
+        start = free[link]
+        start = max(start, now)
+        w = self.w
+        free[link] = start + w
+        net.link_busy[link] += w
+        self.node = node + net.offset[d]
+        self.left -= 1
+        self.moved = True
+        dt = net.hop + turn
+        self.lat += dt
+        self.callbacks = self._cbs
+        heappush(net.queue, (start + dt, NORMAL, next(net.eid), self))
+
+
+# PE program operations: each PE runs a flat list of these tuples in order.
+WORK, STEP, SEND, RECV, ACC, FWD, ACCN = range(7)
+
+
+def op_work(compute: float = 0.0, dequant: float = 0.0, overhead: float = 0.0,
+            sram: int = 0) -> tuple:
+    """Local instructions (cycles by cause); ``sram``: bytes the PE now holds more."""
+    return (WORK, float(compute), float(dequant), float(overhead), int(sram))
+
+
+STEP_OP = (STEP, ())   # the fixed cost of starting a synchronized fabric phase
+
+
+def op_step(receives: Sequence[Any] = ()) -> tuple:
+    """Start a synchronized fabric phase (its fixed cost, ``comm_step_cycles``), in
+    which the PE will receive the trains tagged ``receives``: it posts them now, so
+    trains sent to it for this phase may enter the fabric (backpressure: a train whose
+    receiver has not started its phase waits at its sender, taking no link)."""
+    return (STEP, tuple(receives))
+
+
+def op_send(branches: tuple, w: int) -> tuple:
+    """Send a train of ``w`` wavelets: ``branches`` are (legs, along, tag) triples."""
+    return (SEND, tuple(branches), int(w))
+
+
+def op_recv(tag: Any) -> tuple:
+    """Receive the train tagged ``tag`` whole (a copy)."""
+    return (RECV, tag)
+
+
+def op_acc(tag: Any) -> tuple:
+    """Receive the train tagged ``tag`` whole and add it in (``add`` after its tail)."""
+    return (ACC, tag)
+
+
+def op_acc_any(tags: Sequence[Any]) -> tuple:
+    """Add in the trains tagged ``tags`` in the order they arrive (a root that two
+    chains run into: whichever is there first is added first)."""
+    return (ACCN, tuple(tags))
+
+
+def op_fwd(tag: Any, branches: tuple, w: int) -> tuple:
+    """Receive-add-forward: as the train tagged ``tag`` streams in, add and send the sum
+    on (``add`` cycles after its head)."""
+    return (FWD, tag, tuple(branches), int(w))
+
+
+class PE(Event):
+    """One PE: its program (a list of ops) and where it is in it, its clock ``t``, the
+    clock split by cause ``bd``, its inbox of routed trains, its busy cycles, its SRAM
+    use; and the simpy event that wakes it when a train it waits for arrives.
+
+    The program runs without events until it needs a train that has not been routed
+    here yet; it then waits for that tag and is woken (one event) on delivery."""
+
+    __slots__ = (
+        "_cbs",
+        "bd",
+        "busy",
+        "col",
+        "held",
+        "idx",
+        "inbox",
+        "net",
+        "ops",
+        "pc",
+        "posted",
+        "row",
+        "sram_peak",
+        "sram_used",
+        "t",
+        "taken",
+        "waiting",
+        "woke",
+    )
+
+    def __init__(self, net: Net, idx: int) -> None:
+        self.env = net.env
+        self._ok = True
+        self._value = None
+        self._cbs = [self._woken]
+        self.callbacks = None
+        self.net = net
+        self.idx = idx
+        self.row, self.col = divmod(idx, net.cols)
+        self.t = 0.0
+        self.bd = [0.0] * 5
+        self.inbox: dict[Any, Msg] = {}
+        self.waiting: Any = None        # the tag the program waits for, if any
+        self.busy = 0.0
+        self.sram_used = 0
+        self.sram_peak = 0
+        self.ops: list[tuple] = []
+        self.pc = 0
+        self.taken: list[Any] = []      # tags an ACCN op has added in so far
+        self.woke: Any = None           # the tag of the train that woke the PE
+        self.posted: set[Any] = set()   # tags of the phases the PE has started
+        self.held: dict[Any, tuple] = {}  # trains to it waiting for their phase
+
+    def resume(self, msg: Msg | None) -> None:
+        """Run the program from ``pc``, first handing ``msg`` to the op waiting for it."""
+        self._value = msg
+        self._woken(self)
+
+    def _woken(self, _ev: Event) -> None:
+        """The PE's event: run the program from ``pc`` (first handing the train that
+        woke it, if any, to the op waiting for it). Local work (instructions, phase
+        costs) runs until the next fabric op; the PE then waits for it to end (one
+        timeout event). A receive whose train is here (or has been routed here: its
+        arrival time is known) takes it at once; one that is not waits for the
+        delivery to wake the PE (one event)."""
+        msg = self._value
+        ops = self.ops
+        n = len(ops)
+        i = self.pc
+        net = self.net
+        bd = self.bd
+        t = self.t
+        busy = self.busy
+        step = net.step
+        local = 0.0
+        while i < n:
+            op = ops[i]
+            code = op[0]
+            if code == WORK:
+                c, d, o = op[1], op[2], op[3]
+                bd[COMPUTE] += c
+                bd[DEQUANT] += d
+                bd[OVERHEAD] += o
+                local += c + d + o
+                if op[4]:
+                    self.sram_used += op[4]
+                    self.sram_peak = max(self.sram_peak, self.sram_used)
+                i += 1
+                continue
+            if code == STEP:
+                if op[1]:
+                    if self.held:
+                        self._post(op[1], t + local)
+                    else:
+                        self.posted.update(op[1])
+                bd[OVERHEAD] += step
+                local += step
+                i += 1
+                continue
+            if local:               # the local work ends first: a timeout event
+                t += local
+                self.pc, self.t, self.bd, self.busy = i, t, bd, busy + local
+                self._value = None
+                self.callbacks = self._cbs
+                heappush(net.queue, (t, NORMAL, next(net.eid), self))
+                return
+            if code == SEND:
+                self.t, self.bd = t, bd
+                self._send(op[1], op[2])
+                t, bd = self.t, self.bd
+                busy += op[2]
+                i += 1
+                continue
+            if code == ACCN:        # several trains, added in as they arrive
+                if op[1][0] not in self.posted:
+                    self._post(op[1], t)
+                taken = self.taken
+                if msg is not None:
+                    taken.append(self.woke)
+                    t, bd = self._consume(msg, ACC, t, bd)
+                    busy += msg[1]
+                    msg = None
+                while len(taken) < len(op[1]):
+                    here = [(self.inbox[g][0], g) for g in op[1]
+                            if g not in taken and g in self.inbox]
+                    if not here:        # wait for whichever comes first
+                        self.pc, self.t, self.bd, self.busy = i, t, bd, busy
+                        self.waiting = tuple(g for g in op[1] if g not in taken)
+                        return
+                    g = min(here)[1]
+                    taken.append(g)
+                    m = self.inbox.pop(g)
+                    t, bd = self._consume(m, ACC, t, bd)
+                    busy += m[1]
+                self.taken = []
+                i += 1
+                continue
+            if msg is None:
+                if op[1] not in self.posted:    # not announced by a phase: post it now
+                    self._post((op[1],), t)
+                msg = self.inbox.pop(op[1], None)
+                if msg is None:     # not routed here yet: wait for it
+                    self.pc, self.t, self.bd, self.busy = i, t, bd, busy
+                    self.waiting = op[1]
+                    return
+            busy += msg[1]
+            if code == FWD:         # add as the stream arrives, pass the sum on
+                head, w, send_t, mbd, lat = msg
+                until = head + net.add
+                if until > t:
+                    t = until
+                    bd = list(mbd)
+                    bd[LATENCY] += lat + net.add
+                    bd[BANDWIDTH] += head - send_t - lat
+                net.down_busy[self.idx] += w
+                self.t, self.bd = t, bd
+                self._send(op[2], op[3])
+                t, bd = self.t, self.bd
+            else:                   # RECV (a copy) or ACC (add it in)
+                t, bd = self._consume(msg, code, t, bd)
+            msg = None
+            i += 1
+        if local:
+            t += local
+            busy += local
+            if i > self.pc:         # ends with local work: its end is an event too
+                self.pc, self.t, self.bd, self.busy = i, t, bd, busy
+                self._value = None
+                self.callbacks = self._cbs
+                heappush(net.queue, (t, NORMAL, next(net.eid), self))
+                return
+        self.pc, self.t, self.bd, self.busy = n, t, bd, busy
+        self.waiting = None
+
+    def _consume(self, msg: Msg, code: int, t: float, bd: list) -> tuple[float, list]:
+        """Take a train whole: the PE takes one wavelet per cycle (through its
+        down-ramp) from when it is ready and the head is there (plus the adder's
+        latency for ACC): a train that came early still takes W cycles. Returns the
+        PE's new clock and split by cause."""
+        head, w, send_t, mbd, lat = msg
+        extra = self.net.add if code == ACC else 0.0
+        start = head + extra
+        self.net.down_busy[self.idx] += w
+        if start > t:           # the train sets the clock: take its critical path
+            bd = list(mbd)
+            bd[LATENCY] += lat + extra
+            bd[BANDWIDTH] += head - send_t - lat + w
+            return start + w, bd
+        bd[BANDWIDTH] += w
+        return t + w, bd
+
+    def _post(self, tags: tuple, at: float) -> None:
+        """The PE starts a phase at ``at`` in which it receives ``tags``: trains held
+        for them enter the fabric now."""
+        posted, held = self.posted, self.held
+        for tag in tags:
+            posted.add(tag)
+            train = held.pop(tag, None)
+            if train is not None:
+                src, legs, along, w, start, bd = train
+                launch = max(at, start)
+                net = self.net
+                heappush(net.queue, (launch + net.ramp, NORMAL, next(net.eid),
+                                     _Branch(net, src, legs, along, w, tag, start, bd,
+                                             net.ramp)))
+
+    def _send(self, branches: tuple, w: int) -> None:
+        """A train of ``w`` wavelets at the PE's clock: one up-ramp occupancy, then each
+        (legs, along, tag) branch from this PE's router (a multicast has several; each
+        receiver finds the train under its branch's tag). The PE streams it out: its
+        clock moves on by ``w`` (blocking sends, as the kernels use them)."""
+        net = self.net
+        idx = self.idx
+        t = self.t
+        start = net.up_free[idx]
+        if start > t:
+            self.bd[BANDWIDTH] += start - t
+        else:
+            start = t
+        net.up_free[idx] = start + w
+        net.up_busy[idx] += w
+        bd = tuple(self.bd)
+        ramp = net.ramp
+        at = start + ramp
+        queue, eid = net.queue, net.eid
+        offset = net.offset
+        for legs, along, tag in branches:
+            if not along:           # one receiver: has it started the phase for it?
+                dst = idx
+                for d, hops in legs:
+                    dst += offset[d] * hops
+                pe = net.pes[dst]
+                if tag not in pe.posted:
+                    pe.held[tag] = (idx, legs, along, w, start, bd)
+                    continue
+            heappush(queue, (at, NORMAL, next(eid),
+                             _Branch(net, idx, legs, along, w, tag, start, bd, ramp)))
+        self.t = start + w
+        self.bd[BANDWIDTH] += w
+
+
+@dataclass
+class NetRun:
+    """What one PE-level run measured. ``cycles``: the last PE's finish; ``cost``: its
+    critical path split by cause; ``events``: simpy events processed (a train's head
+    at a router, a PE woken by a train, a PE's start); utilization arrays are busy
+    fractions of ``cycles`` shaped (rows, cols)."""
+
+    cycles: float
+    cost: Cost
+    events: int
+    wall_s: float                # the whole run: programs loaded and simulated
+    sim_s: float                 # simpy's event loop alone (for events per second)
+    rows: int
+    cols: int
+    pe_busy: np.ndarray          # busy cycles per PE (instructions, steps, streaming)
+    link_busy: np.ndarray        # (rows, cols, 4): cycles each outgoing link carried
+    ramp_up_busy: np.ndarray     # (rows, cols)
+    ramp_down_busy: np.ndarray   # (rows, cols)
+    finish: np.ndarray           # each PE's clock at the end
+    sram_peak: np.ndarray        # bytes each PE held at most
+    notes: list[str] = field(default_factory=list)
+
+    def utilization(self) -> dict[str, np.ndarray]:
+        """Busy fractions (0..1) of the run, each (rows, cols): ``pe`` (the core),
+        ``east``/``west``/``south``/``north`` (each router's outgoing link),
+        ``link`` (the busiest of the four), ``ramp_up``/``ramp_down``."""
+        span = self.cycles or 1.0
+        out = {"pe": self.pe_busy / span}
+        for d, name in enumerate(DIRECTIONS):
+            out[name] = self.link_busy[:, :, d] / span
+        out["link"] = self.link_busy.max(axis=2) / span
+        out["ramp_up"] = self.ramp_up_busy / span
+        out["ramp_down"] = self.ramp_down_busy / span
+        return out
+
+
+class Net:
+    """A ``rows x cols`` mesh of PEs and routers on one simpy environment."""
+
+    def __init__(self, rows: int, cols: int, params: NetParams,
+                 sram_bytes: int | None = None) -> None:
+        if rows < 1 or cols < 1:
+            raise ValueError(f"a grid needs at least one PE, got {rows} x {cols}")
+        self.rows, self.cols = rows, cols
+        self.params = params
+        self.hop, self.ramp, self.turn = params.hop, params.ramp, params.turn
+        self.add, self.step = params.add, params.step
+        self.sram_bytes = sram_bytes
+        self.env = simpy.Environment()
+        # The hot paths schedule events as ``Environment.schedule`` does, inlined: a
+        # push of (time, priority, id, event) on simpy's queue (simpy 4's internals).
+        self.queue, self.eid = self.env._queue, self.env._eid
+        if not isinstance(self.queue, list):  # pragma: no cover - another simpy
+            raise TypeError("wsesim.sim.fabric_net needs simpy 4's event queue")
+        n = rows * cols
+        self.offset = (1, -1, cols, -cols)
+        self.link_free = [0.0] * (4 * n)
+        self.link_busy = [0.0] * (4 * n)
+        self.up_free = [0.0] * n
+        self.up_busy = [0.0] * n
+        self.down_busy = [0.0] * n
+        self.pes = [PE(self, i) for i in range(n)]
+
+    def node(self, row: int, col: int) -> int:
+        return row * self.cols + col
+
+    def deliver(self, node: int, now: float, br: _Branch) -> None:
+        """The head is at ``node``'s router: it goes down the ramp to the PE's queue for
+        its color (the inbox), or wakes the PE if it is waiting for it. The down-ramp
+        is not reserved here: it interleaves colors wavelet by wavelet, and what limits
+        it is the PE taking one wavelet per cycle as its program consumes trains."""
+        ramp = self.ramp
+        msg = (now + ramp, br.w, br.send_t, br.bd, br.lat + ramp)
+        pe = self.pes[node]
+        tag = br.tag
+        waiting = pe.waiting
+        if waiting is not None and (waiting == tag or (waiting.__class__ is tuple
+                                                       and tag in waiting)):
+            pe.waiting = None      # the program waits for it: wake it (one event)
+            pe.woke = tag
+            pe._value = msg
+            pe.callbacks = pe._cbs
+            heappush(self.queue, (now, NORMAL, next(self.eid), pe))
+        elif tag in pe.inbox:
+            raise RuntimeError(f"PE {pe.row},{pe.col}: two trains tagged {tag!r}")
+        else:
+            pe.inbox[tag] = msg
+
+    def run(self, programs: Mapping[int, Sequence[tuple]] | Callable[[PE], Sequence[tuple]]
+            ) -> NetRun:
+        """Run every PE's program (a mapping node -> ops, or a function of the PE
+        giving its ops) to the end; returns the timing. Every program starts with an
+        event at cycle 0; simpy then processes the trains' hops and the PEs' wake-ups
+        in time order."""
+        t0 = time.perf_counter()
+        env = self.env
+        gc_was = gc.isenabled()
+        gc.disable()   # many short-lived objects; nothing cyclic needs collecting mid-run
+        try:
+            items = programs.items() if isinstance(programs, Mapping) else \
+                ((pe.idx, programs(pe)) for pe in self.pes)
+            for node, ops in items:
+                if not ops:
+                    continue
+                pe = self.pes[node]
+                pe.ops = ops if isinstance(ops, list) else list(ops)
+                pe._value = None
+                pe.callbacks = pe._cbs
+                heappush(self.queue, (0.0, NORMAL, next(self.eid), pe))
+            t1 = time.perf_counter()
+            env.run()
+            sim_s = time.perf_counter() - t1
+        finally:
+            if gc_was:
+                gc.enable()
+        wall = time.perf_counter() - t0
+        eid = getattr(env, "_eid", None)
+        events = next(eid) if eid is not None else -1
+        stuck = [pe for pe in self.pes if pe.pc < len(pe.ops) or pe.held]
+        if stuck:
+            pe = stuck[0]
+            raise RuntimeError(f"{len(stuck)} PEs wait for messages never sent (PE "
+                               f"{pe.row},{pe.col} waits for {pe.waiting!r})")
+        rows, cols = self.rows, self.cols
+        finish = np.array([pe.t for pe in self.pes]).reshape(rows, cols)
+        last = self.pes[int(np.argmax(finish))]
+        cycles = float(last.t)
+        cost = Cost(**{name: float(v) for name, v in zip(_CAUSES, last.bd)})
+        notes = []
+        if self.sram_bytes is not None:
+            over = [pe for pe in self.pes if pe.sram_peak > self.sram_bytes]
+            if over:
+                notes.append(f"{len(over)} PEs hold more than their {self.sram_bytes:,} B "
+                             f"of SRAM (fullest {max(p.sram_peak for p in over):,} B)")
+        return NetRun(
+            cycles=cycles, cost=cost, events=events, wall_s=wall, sim_s=sim_s, rows=rows,
+            cols=cols,
+            pe_busy=np.array([pe.busy for pe in self.pes]).reshape(rows, cols),
+            link_busy=np.array(self.link_busy).reshape(rows, cols, 4),
+            ramp_up_busy=np.array(self.up_busy).reshape(rows, cols),
+            ramp_down_busy=np.array(self.down_busy).reshape(rows, cols),
+            finish=finish,
+            sram_peak=np.array([pe.sram_peak for pe in self.pes]).reshape(rows, cols),
+            notes=notes)
+
+
+def route_xy(net: Net, src: int, dst: int) -> tuple:
+    """Dimension-ordered legs from ``src`` to ``dst``: along the row (X) first, then
+    along the column (Y)."""
+    sr, sc = divmod(src, net.cols)
+    dr, dc = divmod(dst, net.cols)
+    legs = []
+    if dc != sc:
+        legs.append((EAST if dc > sc else WEST, abs(dc - sc)))
+    if dr != sr:
+        legs.append((SOUTH if dr > sr else NORTH, abs(dr - sr)))
+    return tuple(legs)

@@ -1,0 +1,21 @@
+"""How large a grid the PE-level fidelity takes (no simpy import: the deployment
+validator uses it)."""
+from __future__ import annotations
+
+from wsesim.errors import KeyedError
+
+# Every PE, router and link is simulated: a stage on a 128 x 128 region runs in seconds
+# (benchmarks/bench_pe.py); a whole wafer (hundreds of thousands of PEs) would not.
+MAX_PES = 128 * 128
+
+
+def check_pe_grid(shape: tuple[int, int], source: str) -> None:
+    """Raise the deployment's one-line error if ``simulation.fidelity: pe`` is asked
+    for a grid of more than ``MAX_PES`` PEs."""
+    rows, cols = shape
+    if rows * cols > MAX_PES:
+        raise KeyedError(
+            "simulation.fidelity",
+            f"pe simulates every PE and link: the {rows} x {cols} grid ({source}, "
+            f"{rows * cols:,} PEs) is more than its limit of {MAX_PES:,} PEs; use "
+            "fidelity: tile, or mapping.grid to simulate a sub-rectangle")
