@@ -124,3 +124,24 @@ def _tree(n: int) -> Plan:
         _add(plan, m, levels, (ACC, 1))
     _broadcast(plan, levels + 1, n, m)
     return _freeze(plan)
+
+
+@lru_cache(maxsize=4096)
+def reduce_plan(n: int, root: int) -> Plan:
+    """Chains from both ends of the line into ``root`` (one phase; the sum ends there)."""
+    plan = _empty(n, 1)
+    if n > 1:
+        _chains_into(plan, 0, list(range(n)), root)
+    return _freeze(plan)
+
+
+@lru_cache(maxsize=1024)
+def ring_next(n: int) -> tuple[int, ...]:
+    """The interleaved ring WaferLLM's MeshGEMM shifts tiles around so no hop is longer
+    than two: 0 -> 2 -> 4 -> ... -> the last even -> the last odd -> ... -> 3 -> 1 -> 0.
+    ``ring_next(n)[p]`` is the position after ``p``."""
+    order = list(range(0, n, 2)) + list(range(n - 1 if n % 2 == 0 else n - 2, 0, -2))
+    nxt = [0] * n
+    for i, p in enumerate(order):
+        nxt[p] = order[(i + 1) % n]
+    return tuple(nxt)

@@ -174,7 +174,7 @@ class _Branch(Event):
 
 
 # PE program operations: each PE runs a flat list of these tuples in order.
-WORK, STEP, SEND, RECV, ACC, FWD, ACCN = range(7)
+WORK, STEP, SEND, RECV, ACC, FWD, ACCN, SENDA, RECVA = range(9)
 
 
 def op_work(compute: float = 0.0, dequant: float = 0.0, overhead: float = 0.0,
@@ -213,6 +213,18 @@ def op_acc_any(tags: Sequence[Any]) -> tuple:
     """Add in the trains tagged ``tags`` in the order they arrive (a root that two
     chains run into: whichever is there first is added first)."""
     return (ACCN, tuple(tags))
+
+
+def op_send_async(branches: tuple, w: int) -> tuple:
+    """Start a train of ``w`` wavelets and go on (an asynchronous DSD move: the
+    up-ramp streams it while the PE computes; two sends share the up-ramp)."""
+    return (SENDA, tuple(branches), int(w))
+
+
+def op_recv_async(tag: Any) -> tuple:
+    """Wait until the train tagged ``tag`` has landed in memory (an asynchronous DSD
+    move: it took the down-ramp, one wavelet per cycle, while the PE computed)."""
+    return (RECVA, tag)
 
 
 def op_fwd(tag: Any, branches: tuple, w: int) -> tuple:
@@ -333,6 +345,11 @@ class PE(Event):
                 busy += op[2]
                 i += 1
                 continue
+            if code == SENDA:
+                self.t, self.bd = t, bd
+                self._send(op[1], op[2], False)
+                i += 1
+                continue
             if code == ACCN:        # several trains, added in as they arrive
                 if op[1][0] not in self.posted:
                     self._post(op[1], t)
@@ -365,6 +382,21 @@ class PE(Event):
                     self.pc, self.t, self.bd, self.busy = i, t, bd, busy
                     self.waiting = op[1]
                     return
+            if code == RECVA:       # landed by DMA: down the ramp after the ones before
+                head, w, send_t, mbd, lat = msg
+                msg = None
+                down = net.down_free
+                start = down[self.idx]
+                start = max(start, head)
+                down[self.idx] = start + w
+                net.down_busy[self.idx] += w
+                if start + w > t:
+                    bd = list(mbd)
+                    bd[LATENCY] += lat
+                    bd[BANDWIDTH] += start - send_t - lat + w
+                    t = start + w
+                i += 1
+                continue
             busy += msg[1]
             if code == FWD:         # add as the stream arrives, pass the sum on
                 head, w, send_t, mbd, lat = msg
@@ -426,22 +458,25 @@ class PE(Event):
                                      _Branch(net, src, legs, along, w, tag, start, bd,
                                              net.ramp)))
 
-    def _send(self, branches: tuple, w: int) -> None:
-        """A train of ``w`` wavelets at the PE's clock: one up-ramp occupancy, then each
-        (legs, along, tag) branch from this PE's router (a multicast has several; each
-        receiver finds the train under its branch's tag). The PE streams it out: its
-        clock moves on by ``w`` (blocking sends, as the kernels use them)."""
+    def _send(self, branches: tuple, w: int, blocking: bool = True) -> None:
+        """A train of ``w`` wavelets at the PE's clock: one up-ramp occupancy (after the
+        trains before it), then each (legs, along, tag) branch from this PE's router (a
+        multicast has several; each receiver finds the train under its branch's tag).
+        ``blocking``: the PE streams it out, its clock moves on by ``w`` (as the
+        kernels' synchronous sends); else it goes on at once (an asynchronous move)."""
         net = self.net
         idx = self.idx
         t = self.t
         start = net.up_free[idx]
         if start > t:
-            self.bd[BANDWIDTH] += start - t
+            bd = list(self.bd)
+            bd[BANDWIDTH] += start - t
         else:
             start = t
+            bd = self.bd
         net.up_free[idx] = start + w
         net.up_busy[idx] += w
-        bd = tuple(self.bd)
+        sent_bd = tuple(bd)
         ramp = net.ramp
         at = start + ramp
         queue, eid = net.queue, net.eid
@@ -453,12 +488,15 @@ class PE(Event):
                     dst += offset[d] * hops
                 pe = net.pes[dst]
                 if tag not in pe.posted:
-                    pe.held[tag] = (idx, legs, along, w, start, bd)
+                    pe.held[tag] = (idx, legs, along, w, start, sent_bd)
                     continue
             heappush(queue, (at, NORMAL, next(eid),
-                             _Branch(net, idx, legs, along, w, tag, start, bd, ramp)))
-        self.t = start + w
-        self.bd[BANDWIDTH] += w
+                             _Branch(net, idx, legs, along, w, tag, start, sent_bd, ramp)))
+        if blocking:
+            bd = list(bd)
+            bd[BANDWIDTH] += w
+            self.t = start + w
+            self.bd = bd
 
 
 @dataclass
@@ -520,6 +558,7 @@ class Net:
         self.link_free = [0.0] * (4 * n)
         self.link_busy = [0.0] * (4 * n)
         self.up_free = [0.0] * n
+        self.down_free = [0.0] * n      # asynchronous receives: the down-ramp's queue
         self.up_busy = [0.0] * n
         self.down_busy = [0.0] * n
         self.pes = [PE(self, i) for i in range(n)]

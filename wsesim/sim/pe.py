@@ -9,12 +9,15 @@ two-level allreduce, multicast broadcast, point-to-point lanes). A PE starts eac
 soon as its own previous part is done, so consecutive phases overlap where their
 dependencies allow; the closed forms add the busiest PE's costs phase after phase.
 
-Public API (cycles, by cause, with the closed form beside them):
-``broadcast``, ``allreduce``, ``gemv``, ``attention``, ``mlp``, ``layer``, ``transfer``,
-``decode_token`` (a whole small model, every stage and the paths between them, one
-decode step), ``stage`` (any stage of a plan), and ``pe_stage_costs`` (the
-``StageCoster`` that ``simulation: {fidelity: pe}`` uses). ``pe_utilization(result)``
-gives the busy fractions of a ``fidelity: pe`` run in the ledger's grid shape.
+Public API (cycles, by cause, with the closed form beside them, as an ``OpResult``):
+``broadcast``, ``allreduce``, ``gemv``, ``transfer`` (activations between regions),
+``stage`` (a layer's attention or MLP, the LM head, the embeddings, at a context and a
+number of tokens), ``layer`` (attention then MLP), ``prefill`` (a prompt through a
+stage spread over the whole grid by MeshGEMM), ``decode_token`` (a whole small model,
+every stage and the paths between them, one decode step); ``kernels_for`` builds the
+kernels and plan of a LLaMA-shaped model for them. ``pe_stage_costs`` is the
+``StageCoster`` that ``simulation: {fidelity: pe}`` uses, and ``pe_utilization(result)``
+gives the busy fractions of such a run in the ledger's grid shape.
 """
 from __future__ import annotations
 
@@ -37,6 +40,8 @@ from wsesim.sim.collectives import (
     SEND,
     allreduce_plan,
     broadcast_plan,
+    reduce_plan,
+    ring_next,
 )
 from wsesim.sim.fabric_net import (
     EAST,
@@ -51,7 +56,9 @@ from wsesim.sim.fabric_net import (
     op_acc_any,
     op_fwd,
     op_recv,
+    op_recv_async,
     op_send,
+    op_send_async,
     op_step,
     route_xy,
 )
@@ -257,6 +264,66 @@ class Program:
             recv = inn.get(node, ())
             self._append(node, [op_step([r[1] for r in recv]), *out.get(node, ()), *recv])
 
+    def meshgemm(self, area: Area, mt: int, kt: int, nt: int, rounds: int,
+                 fmt: Any = None) -> None:
+        """WaferLLM's MeshGEMM (Cannon) on ``area``: ceil(rounds / 2) skew rounds, then
+        ``rounds`` steps; in each, every PE sends its A tile (mt x kt) on around its
+        row's interleaved ring and its B tile (kt x nt) around its column's (one or two
+        hops, asynchronously, one after the other through its up-ramp), multiplies its
+        tiles meanwhile (and dequantizes ``fmt`` weights), and waits for the next
+        tiles. Every step starts with the kernel's phase cost."""
+        self._flush()
+        kn = self.kn
+        wa, wb = int(self.wavelets(mt * kt)), int(self.wavelets(kt * nt))
+        local = kn.pe.gemm(mt, kt, nt)
+        if fmt is not None:
+            local = local + kn.pe.dequant(fmt, kt * nt)
+        work = (WORK, float(local.compute), float(local.dequant), float(local.overhead), 0)
+        row_next, col_next = ring_next(area.cols), ring_next(area.rows)
+        skew = math.ceil(rounds / 2)
+        bases = [self.tag(2) for _ in range(skew + rounds)]
+        for r, row in enumerate(self._nodes(area)):
+            for c, node in enumerate(row):
+                shifts: list[tuple] = []
+                for axis, nxt, pos, w, (fwd, back) in (
+                        ("a", row_next, c, wa, (EAST, WEST)),
+                        ("b", col_next, r, wb, (SOUTH, NORTH))):
+                    if len(nxt) > 1:
+                        off = nxt[pos] - pos
+                        shifts.append((off, w, fwd, back, 0 if axis == "a" else 1))
+                ops: list[tuple] = []
+                for k, base in enumerate(bases):
+                    tags = [base + i for *_, i in shifts]
+                    ops.append(op_step(tags))
+                    for off, w, fwd, back, i in shifts:
+                        legs = ((fwd, off),) if off > 0 else ((back, -off),)
+                        ops.append(op_send_async(((legs, False, base + i),), w))
+                    if k >= skew:
+                        ops.append(work)
+                    ops.extend(op_recv_async(tag) for tag in tags)
+                self._append(node, ops)
+
+    def rotating_reduce(self, area: Area, local: Cost, elements: int, rounds: int) -> None:
+        """``rounds`` steps of local work followed by a reduction of its result along
+        each row into a root that moves one column on each step (the scores of
+        WaferLLM's prefill attention); a PE goes on to the next step once it has passed
+        its partial sum on."""
+        self._flush()
+        w = int(self.wavelets(elements))
+        work = (WORK, float(local.compute), float(local.dequant), float(local.overhead), 0)
+        n = area.cols
+        tags = [self.tag(2) for _ in range(rounds)]
+        for row in self._nodes(area):
+            for c, node in enumerate(row):
+                ops: list[tuple] = []
+                for k in range(rounds):
+                    line = compile_line(reduce_plan(n, k % n)[c], w, EAST, WEST, tags[k]) \
+                        if n > 1 else (op_step(),)
+                    ops.append(line[0])
+                    ops.append(work)
+                    ops.extend(line[1:])
+                self._append(node, ops)
+
     # ---- running ----------------------------------------------------------------
     def run(self) -> NetRun:
         self._flush()
@@ -387,6 +454,57 @@ class _Stage:
     def embedding(self, content: Any) -> None:
         k, _, _ = content.tensors[0].cuts(self.R, self.C)
         self.work(self.pe.vector(k * self.tokens))
+
+    # ---- prefill on a whole grid: WaferLLM's MeshGEMM -------------------------------
+    def _mesh_linear(self, tb: TensorBlock, rounds: int) -> None:
+        t = self.tokens
+        steps = max(self.R, self.C)
+        self.p.meshgemm(self.a, math.ceil(t / self.R), math.ceil(tb.tensor.cols / steps),
+                        math.ceil(tb.tensor.rows / self.C), rounds, tb.fmt)
+
+    def _mesh_norm(self, hidden_slice: int, mt: int) -> None:
+        pe = self.pe
+        self.work(pe.vector(hidden_slice * mt, 2))
+        self.p.allreduce(self.a, "row", np.full((1, 1), mt))
+        self.work(pe.elementwise_op("rsqrt", mt) + pe.vector(hidden_slice * mt, 2))
+
+    def attention_prefill(self, content: Any, rounds: int) -> None:
+        """A prompt of ``tokens`` tokens through a layer's attention on the whole grid,
+        as ``wsesim.perf.stages.attention_prefill_meshgemm`` composes it, every product
+        a MeshGEMM of ``rounds`` steps (max(rows, cols) in the kernel)."""
+        pe, R, C, tokens = self.pe, self.R, self.C, self.tokens
+        q, o = _find(content, "q_proj"), _find(content, "o_proj")
+        steps = max(R, C)
+        mt = math.ceil(tokens / R)
+        hidden_slice = math.ceil(q.tensor.cols / C)       # type: ignore[union-attr]
+        d = q.tensor.rows                                 # type: ignore[union-attr]
+        kt, nt = math.ceil(d / steps), math.ceil(tokens / C)
+        self._mesh_norm(hidden_slice, mt)
+        for name in ("q_proj", "k_proj", "v_proj"):
+            self._mesh_linear(_find(content, name), rounds)   # type: ignore[arg-type]
+        self.work(pe.elementwise_op("rope", 2 * mt * math.ceil(d / C)))
+        self.p.rotating_reduce(self.a, pe.gemm(mt, kt, nt), mt * nt, rounds)   # Q K^T
+        self.work(pe.vector(mt * nt, 4) + pe.elementwise_op("exp", mt * nt))
+        self.p.allreduce(self.a, "row", np.full((1, 1), mt))
+        self.p.allreduce(self.a, "row", np.full((1, 1), mt))
+        self.p.meshgemm(self.a, mt, math.ceil(tokens / steps), math.ceil(d / C), rounds)
+        self._mesh_linear(o, rounds)                      # type: ignore[arg-type]
+        self.work(pe.vector(mt * hidden_slice))
+
+    def mlp_prefill(self, content: Any, rounds: int) -> None:
+        """A prompt through a layer's MLP on the whole grid (as
+        ``wsesim.perf.stages.mlp_prefill_meshgemm``)."""
+        pe, R, C, tokens = self.pe, self.R, self.C, self.tokens
+        gate, up, down = (_find(content, n) for n in ("gate_proj", "up_proj", "down_proj"))
+        mt = math.ceil(tokens / R)
+        hidden_slice = math.ceil(gate.tensor.cols / C)    # type: ignore[union-attr]
+        f_slice = math.ceil(gate.tensor.rows / C)         # type: ignore[union-attr]
+        self._mesh_norm(hidden_slice, mt)
+        self._mesh_linear(gate, rounds)                   # type: ignore[arg-type]
+        self._mesh_linear(up, rounds)                     # type: ignore[arg-type]
+        self.work(pe.elementwise_op("silu", mt * f_slice) + pe.vector(mt * f_slice))
+        self._mesh_linear(down, rounds)                   # type: ignore[arg-type]
+        self.work(pe.vector(mt * hidden_slice))
 
     def part(self, content: Any, context: int) -> None:
         {"attention": lambda: self.attention(content, context),
@@ -613,6 +731,54 @@ def decode_token(plan: Any, context: int | None = None) -> OpResult:
     return _result("decode_token", prog, model)
 
 
+# Prefill on a whole grid runs max(rows, cols) identical MeshGEMM steps per product: up
+# to this many are simulated; beyond, half and all of them are, and the rest
+# extrapolated linearly.
+MESH_ROUNDS = 12
+
+
+def _mesh_run(kn: Kernels, content: Any, rows: int, cols: int, tokens: int, rounds: int
+              ) -> NetRun:
+    net = _net(kn, rows, cols)
+    prog = Program(kn, net)
+    st = _Stage(prog, Area(0, 0, rows, cols), tokens)
+    (st.attention_prefill if content.part == "attention" else st.mlp_prefill)(
+        content, rounds)
+    return prog.run()
+
+
+def _mesh_prefill(kn: Kernels, content: Any, rows: int, cols: int, tokens: int
+                  ) -> tuple[Cost, NetRun]:
+    """A prompt chunk through a sequential stage by MeshGEMM at PE level (every step
+    simulated up to ``MESH_ROUNDS``, else extrapolated from two shorter runs)."""
+    steps = max(rows, cols)
+    if steps <= MESH_ROUNDS:
+        run = _mesh_run(kn, content, rows, cols, tokens, steps)
+        return run.cost, run
+    r0, r1 = MESH_ROUNDS // 2, MESH_ROUNDS
+    a = _mesh_run(kn, content, rows, cols, tokens, r0)
+    b = _mesh_run(kn, content, rows, cols, tokens, r1)
+    k = (steps - r1) / (r1 - r0)
+    return Cost(*(getattr(b.cost, f.name) + (getattr(b.cost, f.name)
+                                              - getattr(a.cost, f.name)) * k
+                  for f in fields(Cost))), b
+
+
+def prefill(kn: Kernels, content: Any, rows: int, cols: int, tokens: int) -> OpResult:
+    """A prompt of ``tokens`` tokens through a layer's attention or MLP spread over the
+    whole ``rows x cols`` grid, every product a MeshGEMM (``mapping: sequential``), at
+    PE level and in closed form (``wsesim.perf.stages.*_prefill_meshgemm``)."""
+    from wsesim.perf.stages import attention_prefill_meshgemm, mlp_prefill_meshgemm
+    cost, run = _mesh_prefill(kn, content, rows, cols, tokens)
+    closed = attention_prefill_meshgemm if content.part == "attention" else \
+        mlp_prefill_meshgemm
+    notes = [] if max(rows, cols) <= MESH_ROUNDS else [
+        (f"{MESH_ROUNDS // 2} and {MESH_ROUNDS} of the {max(rows, cols)} MeshGEMM steps "
+         "simulated; the rest extrapolated")]
+    return OpResult(f"prefill {content.part}", cost,
+                    _scalar(closed(kn, content, rows, cols, tokens)), run, notes)
+
+
 # ------------------------------------------------------------ the stage coster
 _STAGE_RUNS: weakref.WeakKeyDictionary[Any, dict] = weakref.WeakKeyDictionary()
 
@@ -648,9 +814,15 @@ def pe_stage_costs(kn: Kernels, stage: Any, contexts: np.ndarray,
     every context length and its prefill cost for every chunk, simulated PE by PE on
     the stage's region. Attention depends on the context: at most ``MAX_SAMPLES``
     context lengths (chunk ends) are simulated and the rest interpolated linearly.
-    Prefill of ``sequential`` attention and MLP stages (WaferLLM's MeshGEMM) is not
-    simulated at PE level: it takes the closed form (see ``notes``)."""
-    from wsesim.perf.stages import prefill_cost
+    ``sequential`` attention and MLP prefill runs the kernel the closed form picks:
+    MeshGEMM on the whole grid (``MESH_ROUNDS`` steps simulated at most, the rest
+    extrapolated) or the decode kernel token by token."""
+    from wsesim.perf.stages import (
+        attention_prefill_meshgemm,
+        mlp_prefill_meshgemm,
+        prefill_cost,
+        stage_cost,
+    )
     content = stage.content
     r = stage.region
     rows, cols = r.rows, r.cols
@@ -666,7 +838,7 @@ def pe_stage_costs(kn: Kernels, stage: Any, contexts: np.ndarray,
                 runs[key[0]] = run
         return cache[key]
 
-    cache: dict[tuple[int, int], Cost] = {}
+    cache: dict[tuple[Any, int], Cost] = {}
     samples = _sample(contexts) if content.part == "attention" else contexts[:1]
     decode = _interp(contexts, samples, [at(int(c)) for c in samples]) \
         if content.part == "attention" else \
@@ -686,9 +858,19 @@ def pe_stage_costs(kn: Kernels, stage: Any, contexts: np.ndarray,
                 prefill_parts[i] = one * float(is_last)
             continue
         if kn.strategy == "sequential" and content.part in ("attention", "mlp"):
+            # the closed form's choice: MeshGEMM, or the decode kernel token by token
+            mesh_cf = (attention_prefill_meshgemm if content.part == "attention"
+                       else mlp_prefill_meshgemm)(kn, content, rows, cols, t)
             for i in idx:
-                prefill_parts[i] = _scalar(prefill_cost(kn, content, rows, cols, t,
-                                                        int(ends[i])))
+                end = int(ends[i])
+                chosen = float(np.max(prefill_cost(kn, content, rows, cols, t, end).total))
+                one_cf = float(np.max((stage_cost(kn, content, rows, cols, end) * t).total))
+                if abs(chosen - float(np.max(mesh_cf.total))) <= abs(chosen - one_cf):
+                    if ("mesh", t) not in cache:
+                        cache[("mesh", t)] = _mesh_prefill(kn, content, rows, cols, t)[0]
+                    prefill_parts[i] = cache[("mesh", t)]
+                else:
+                    prefill_parts[i] = at(end) * t
             continue
         if content.part == "attention":
             e_samples = _sample(ends[idx])
@@ -766,4 +948,4 @@ def kernels_for(hardware: Any, rows: int, cols: int, hidden: int = 256,
 
 __all__ = ["MAX_PES", "Area", "OpResult", "Program", "allreduce", "broadcast",
            "decode_token", "gemv", "kernels_for", "layer", "pe_stage_costs",
-           "pe_utilization", "stage", "transfer"]
+           "pe_utilization", "prefill", "stage", "transfer"]
