@@ -208,3 +208,22 @@ def test_cli_run_writes_plots_after_the_report(tmp_path, capsys):
     assert main(["run", str(path), "--plots", str(tmp_path / "svg"), "--plot-format",
                  "svg"]) == 0
     assert len(list((tmp_path / "svg").glob("*.svg"))) == 9
+
+
+def test_pe_fidelity_link_heatmaps(tmp_path):
+    dep = deployment_from_mapping({
+        "name": "pe-links", "model": tiny_model(), "hardware": tiny_hardware(ROWS, COLS),
+        "wafers": 2, "quantization": "int4-g128",
+        "workload": {"batch_size": 1, "prompt_tokens": 16, "output_tokens": 8},
+        "simulation": {"fidelity": "pe"}}, "<test>")
+    res = simulate(dep)
+    links = plots.pe_link_busy(res)
+    assert links is not None and [a.shape for a in links] == [(ROWS, COLS)] * 2
+    files = plots.write_plots(res, tmp_path, kinds=("links",))
+    assert sorted(p.name for p in files) == ["pe-links-links-wafer0.png",
+                                             "pe-links-links-wafer1.png"]
+    fig = plots.utilization_figure(res, 1, link_busy=links)
+    (im,) = [i for ax in fig.axes for i in ax.get_images()]
+    np.testing.assert_allclose(im.get_array(), links[1] * 100, rtol=1e-5)
+    # a tile-fidelity result has no link heatmap
+    assert plots.pe_link_busy(tiny_result(wafers=1, performance=False)) is None

@@ -492,14 +492,34 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "deployment"
 
 
+def pe_link_busy(result: Result) -> list[np.ndarray] | None:
+    """Per-PE link busy fractions of a ``simulation: {fidelity: pe}`` run (the busiest
+    of each router's four outgoing links, one rows x cols array per wafer), or None
+    when the result has none."""
+    dep = result.plan.deployment if result.plan is not None else None
+    if dep is None or getattr(dep.simulation, "fidelity", None) != "pe":
+        return None
+    try:
+        from wsesim.sim.pe import pe_utilization
+        links = pe_utilization(result).get("link")
+    except (ImportError, AttributeError, KeyError):
+        return None
+    if not links or not any(np.any(a) for a in links):
+        return None
+    return links
+
+
 def write_plots(result: Result, out_dir: str | Path, fmt: str = "png",
                 layout: str = "per-wafer", dpi: int = 100, stage_busy: Any = None,
-                link_busy: Any = None, kinds: Sequence[str] = KINDS) -> PlotFiles:
+                link_busy: Any = None, kinds: Sequence[str] = (*KINDS, "links")
+                ) -> PlotFiles:
     """Write the placement, SRAM and (when busy fractions exist) utilization heatmaps of
     ``result`` into ``out_dir``: ``<name>-<kind>-wafer<i>.<fmt>`` per wafer
     (``layout="per-wafer"``), ``<name>-<kind>.<fmt>`` with all wafers side by side
     (``"side-by-side"``), or both (``"both"``; the side-by-side only for more than one
-    wafer). Returns the paths written, with ``.notes`` on what was skipped."""
+    wafer). ``links`` heatmaps (busy fraction of each PE's links) are written when
+    ``link_busy`` is given or the result comes from ``simulation: {fidelity: pe}``.
+    Returns the paths written, with ``.notes`` on what was skipped."""
     if fmt not in FORMATS:
         raise ValueError(f"plot format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if layout not in LAYOUTS:
@@ -508,21 +528,26 @@ def write_plots(result: Result, out_dir: str | Path, fmt: str = "png",
     out.mkdir(parents=True, exist_ok=True)
     stem = _slug(result.name)
     files = PlotFiles()
-    busy_given = stage_busy is not None or link_busy is not None or \
-        stage_busy_map(result) is not None
+    busy = stage_busy_map(stage_busy if stage_busy is not None else result)
+    links = link_busy if link_busy is not None else (
+        pe_link_busy(result) if "links" in kinds else None)
     groups: list[tuple[str, list[int] | None]] = []
     if layout in ("per-wafer", "both"):
         groups += [(f"-wafer{w}", [w]) for w in range(result.wafers)]
     if layout == "side-by-side" or (layout == "both" and result.wafers > 1):
         groups.append(("", None))
     for kind in kinds:
-        if kind == "utilization" and not busy_given:
+        if kind == "utilization" and busy is None:
             files.notes.append("utilization heatmap skipped: no busy fractions (the "
                                "result has no performance['stage_busy'])")
             continue
+        if kind == "links" and links is None:
+            continue  # only the PE-level fidelity measures links
         for suffix, wafers in groups:
             if kind == "utilization":
-                fig = utilization_figure(result, wafers, stage_busy, link_busy, dpi)
+                fig = utilization_figure(result, wafers, busy, None, dpi)
+            elif kind == "links":
+                fig = utilization_figure(result, wafers, None, links, dpi)
             else:
                 fig = FIGURES[kind](result, wafers, dpi=dpi)
             if fig is None:
