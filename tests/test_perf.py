@@ -40,22 +40,26 @@ def test_broadcast_by_hand():
 
 
 def test_allreduce_chain_by_hand():
-    # 7 PEs: a 3-stage chain into the middle, a 3-hop broadcast back
-    assert total(FAB.allreduce(7, 4, 2, "chain")) == (18 + 2 + 10) + (3 + 4 + 2 + 10)
+    # 7 PEs: two 3-stage chains meet in the middle PE, which takes one side's 2 wavelets
+    # after the other's (a PE takes one wavelet per cycle off the fabric); a 3-hop
+    # broadcast back
+    assert total(FAB.allreduce(7, 4, 2, "chain")) == (18 + 2 + 2 + 10) + (3 + 4 + 2 + 10)
 
 
 def test_allreduce_two_level_by_hand():
-    # 20 PEs in 4 groups of 5: 2-stage chains into each group's middle; a chain over
-    # the 4 roots (2 steps of 5 hops + ramps + add); a 10-hop broadcast back
-    within = 2 * 6 + 2 + 10
+    # 20 PEs in 4 groups of 5 (roots 2, 7, 12, 17): 2-stage chains from both sides into
+    # each root; a chain over the roots into root 7 (one step from the left, two of 5
+    # hops from the right); a broadcast from PE 7 to PE 19, 12 hops away
+    within = 2 * 6 + 2 + 2 + 10
     across = 2 * (5 + 4 + 1) + 2 + 10
-    back = 10 + 4 + 2 + 10
+    back = 12 + 4 + 2 + 10
     assert total(FAB.allreduce(20, 4, 2, "two-level", 4)) == within + across + back
 
 
 def test_allreduce_tree_by_hand():
-    # 8 PEs: levels 1, 2 and 4 hops apart, then a 4-hop broadcast
-    up = (6 + 2 + 10) + (7 + 2 + 10) + (9 + 2 + 10)
+    # 8 PEs: each half of 4 reduces into its inner end (levels 1 and 2 hops apart), the
+    # right root sends to the left one (1 hop), which broadcasts 4 hops back
+    up = (6 + 2 + 10) + (7 + 2 + 10) + (6 + 2 + 10)
     assert total(FAB.allreduce(8, 4, 2, "tree")) == up + (4 + 4 + 2 + 10)
 
 

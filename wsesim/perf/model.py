@@ -17,6 +17,7 @@ import numpy as np
 from wsesim.mapping.layout import Region
 from wsesim.mapping.plan import Plan, Stage
 from wsesim.perf.cost import CAUSES, Cost, stack, total_of
+from wsesim.perf.paths import lane_plan
 from wsesim.perf.stages import Kernels, prefill_cost, stage_cost
 
 
@@ -144,19 +145,13 @@ def _hops(a: Region, b: Region) -> tuple[float, int]:
     return math.ceil(dr + dc), int(dr > 0 and dc > 0)
 
 
-def _path(kn: Kernels, src: Region | None, dst: Region, hidden: int, tokens,
-          grid_cols: int) -> Cost:
-    """Activations of ``tokens`` tokens from one region into the next: every row of the
-    source sends its slice (rows in parallel), then each destination row multicasts it
-    along its columns. ``src`` None: from the west edge of the wafer."""
-    if src is None:
-        hops, turns = dst.center[1], 0
-        lanes = dst.rows
-    else:
-        hops, turns = _hops(src, dst)
-        lanes = min(src.rows, dst.rows)
-    per_lane = math.ceil(hidden / lanes) * np.asarray(tokens)
-    return (kn.fabric.transfer(hops, turns, per_lane, kn.act_bytes)
+def _path(kn: Kernels, src: Region | None, dst: Region, hidden: int, tokens) -> Cost:
+    """Activations of ``tokens`` tokens from one region into the next, by the lane plan
+    of :mod:`wsesim.perf.paths`: the lanes run in parallel on their tracks (those that
+    share a track follow each other), then each destination row multicasts its slice."""
+    plan = lane_plan(src, dst)
+    per_lane = math.ceil(hidden / plan.lanes) * np.asarray(tokens)
+    return (kn.fabric.transfer(plan.hops, plan.turns, per_lane * plan.rounds, kn.act_bytes)
             + kn.fabric.broadcast(math.ceil((dst.cols - 1) / 2), per_lane, kn.act_bytes))
 
 
@@ -239,8 +234,8 @@ def build_model(plan: Plan, coster: StageCoster = closed_form_costs) -> Performa
                 if prev is not None or wp.wafer > 0:
                     elements.append(Element(
                         f"path into {s.name}", s,
-                        _path(kn, prev, s.region, hidden, 1, grid_cols),
-                        _path(kn, prev, s.region, hidden, chunk_tokens, grid_cols),
+                        _path(kn, prev, s.region, hidden, 1),
+                        _path(kn, prev, s.region, hidden, chunk_tokens),
                         delay_is_latency=True))
                 elements.append(Element(s.name, s, dec, pre))
                 prev = s.region

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from wsesim.mapping.tiling import TensorBlock, split_units
+from wsesim.perf.paths import lane_plan
 from wsesim.perf.cost import Cost, stack
 from wsesim.perf.stages import Kernels
 from wsesim.sim.collectives import (
@@ -659,32 +660,22 @@ def layer(kn: Kernels, attention_content: Any, mlp_content: Any, rows: int, cols
 
 def _lanes(prog: Program, src: Area | None, dst: Area, hidden: int, tokens: int = 1
            ) -> Cost:
-    """Activations from region ``src`` (None: the west edge) into region ``dst`` as the
-    closed form ``wsesim.perf.model._path`` moves them: each of min(src, dst) rows sends
-    its slice from its middle column to the destination row's middle column
-    (dimension-ordered routing), then each destination row multicasts it. Adds the
-    parts; returns that closed form."""
-    kn, net = prog.kn, prog.net
-    if src is None:
-        lanes = dst.rows
-        hops, turns = dst.center_col + (dst.cols - 1) / 2 - (dst.cols - 1) // 2, 0
-        srcs = [net.node(dst.row0 + i, 0) for i in range(lanes)]
-    else:
-        lanes = min(src.rows, dst.rows)
-        (ar, ac), (br, bc) = _center(src), _center(dst)
-        dr, dc = abs(ar - br), abs(ac - bc)
-        hops, turns = math.ceil(dr + dc), int(dr > 0 and dc > 0)
-        srcs = [net.node(src.row0 + i, src.center_col) for i in range(lanes)]
-    per_lane = math.ceil(hidden / lanes) * tokens
+    """Activations from region ``src`` (None: the west edge) into region ``dst`` by the
+    lane plan the closed form ``wsesim.perf.model._path`` prices
+    (:func:`wsesim.perf.paths.lane_plan`): every lane a train from its source PE to its
+    destination PE (dimension-ordered routing; lanes on one track queue), then each
+    destination row multicasts its slice. Adds the parts; returns that closed form."""
+    from wsesim.mapping.layout import Region
+    from wsesim.perf.model import _path
+    net = prog.net
+    as_region = (lambda a: None if a is None else Region(0, a.row0, a.col0, a.rows, a.cols))
+    plan = lane_plan(as_region(src), as_region(dst))
+    per_lane = math.ceil(hidden / plan.lanes) * tokens
     w = int(prog.wavelets(per_lane))
-    dsts = [net.node(dst.row0 + i, dst.center_col) for i in range(lanes)]
-    prog.lanes([(s, d, w) for s, d in zip(srcs, dsts) if s != d])
-    prog.broadcast(Area(dst.row0, dst.col0, lanes, dst.cols), "row", per_lane,
+    prog.lanes([(net.node(*a), net.node(*b), w) for a, b in plan.routes if a != b])
+    prog.broadcast(Area(dst.row0, dst.col0, plan.lanes, dst.cols), "row", per_lane,
                    dst.center_col - dst.col0)
-    if src is None:
-        hops = dst.col0 + (dst.cols - 1) / 2
-    return (kn.fabric.transfer(hops, turns, per_lane, kn.act_bytes)
-            + kn.fabric.broadcast(math.ceil((dst.cols - 1) / 2), per_lane, kn.act_bytes))
+    return _path(prog.kn, as_region(src), as_region(dst), hidden, tokens)
 
 
 def _center(a: Area) -> tuple[float, float]:
