@@ -34,7 +34,7 @@ def main() -> None:
 
     t0 = time.perf_counter()
     from wsesim import plots
-    from wsesim.simulate import simulate
+    from wsesim.run import simulate
     from wsesim.specs import load_deployment
     result = simulate(load_deployment(EXAMPLE), with_performance=False)
     rows, cols = result.hardware.grid

@@ -22,7 +22,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from wsesim.report import render_json
-    from wsesim.simulate import simulate
+    from wsesim.run import simulate
     from wsesim.specs import load_deployment
 
     times = []

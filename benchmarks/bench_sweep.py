@@ -39,9 +39,9 @@ def phases() -> None:
     from wsesim.mapping.plan import make_plan
     from wsesim.memory import build_ledger
     from wsesim.performance import simulate_performance
-    from wsesim.simulate import memory_summary, partition_summary
+    from wsesim.run import memory_summary, partition_summary
     from wsesim.specs import deployment_from_mapping
-    from wsesim.sweep import apply_point
+    from wsesim.sweeps import apply_point
 
     base = sweep_spec(CONTEXTS, True)["base"]
     totals: Counter = Counter()
@@ -83,7 +83,7 @@ def main() -> None:
 
     if args.phases:
         phases()
-    from wsesim.sweep import run_sweep
+    from wsesim.sweeps import run_sweep
     spec = sweep_spec(CONTEXTS[:args.contexts], not args.no_performance)
     with tempfile.TemporaryDirectory() as out:
         outcome = run_sweep(spec, out, workers=args.workers, progress=False, charts=False)

@@ -23,9 +23,9 @@ IMAGES = ROOT / "docs" / "images"
 
 def main() -> None:
     from wsesim import plots
-    from wsesim.simulate import simulate
+    from wsesim.run import simulate
     from wsesim.specs import load_deployment
-    from wsesim.sweep import default_workers, run_sweep
+    from wsesim.sweeps import default_workers, run_sweep
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--workers", type=int, default=default_workers())

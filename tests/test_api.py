@@ -19,7 +19,7 @@ DEPLOYMENT = {"name": "api-test", "model": tiny_model(), "hardware": tiny_hardwa
 def test_import_wsesim_is_light():
     code = ("import sys, wsesim\n"
             "heavy = [m for m in ('matplotlib', 'dask', 'distributed', 'simpy', "
-            "'wsesim.simulate', 'wsesim.sweep', 'wsesim.plots', 'pandas') "
+            "'wsesim.run', 'wsesim.sweeps', 'wsesim.plots', 'pandas') "
             "if m in sys.modules]\n"
             "print(heavy)\n"
             "assert callable(wsesim.simulate) and callable(wsesim.sweep)\n"
@@ -40,7 +40,7 @@ def test_load_simulate_to_dict_round_trip(tmp_path):
     assert {"model", "memory", "partition", "performance", "min_wafers"} <= set(d)
     assert d["memory"]["total_bytes"] == sum(p["used_bytes"] for p in d["partition"])
     # the same answer from a path, a mapping, and the module's own function
-    from wsesim.simulate import simulate
+    from wsesim.run import simulate
     for other in (wsesim.simulate(path), wsesim.simulate(DEPLOYMENT), simulate(dep)):
         assert other.to_dict()["memory"] == d["memory"]
         assert other.to_dict()["performance"]["tokens_per_s"] == \
@@ -51,14 +51,10 @@ def test_load_simulate_to_dict_round_trip(tmp_path):
     assert json.loads(proc.stdout)["memory"] == d["memory"]
 
 
-def test_submodules_stay_usable_as_modules():
-    import wsesim.simulate as sim_module
-    import wsesim.sweep as sweep_module
-    from wsesim.simulate import simulate
-    from wsesim.sweep import run_sweep
-    assert sim_module.simulate is simulate and sweep_module.run_sweep is run_sweep
-    assert wsesim.simulate is sim_module and callable(wsesim.simulate)
-    assert wsesim.sweep.point_key({"a": 1}) == '{"a":1}'
+def test_api_functions_are_the_package_attributes():
+    from wsesim import api
+    assert wsesim.simulate is api.simulate and wsesim.sweep is api.sweep
+    assert wsesim.load is api.load
 
 
 def test_sweep_returns_rows_and_dataframe_needs_pandas(tmp_path):

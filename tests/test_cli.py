@@ -87,7 +87,7 @@ def test_console_script_entry_point_is_declared():
 
 def test_envelope_plus_what_it_leaves_out_is_the_total():
     from wsesim.report import envelope_gaps
-    from wsesim.simulate import simulate
+    from wsesim.run import simulate
     from wsesim.specs import load_deployment
     r = simulate(load_deployment("examples/llama-3.1-405b-w3.5-5x-wse3-proposal.yaml"))
     assert r.memory.naive_weights_bytes + sum(v for _, v in envelope_gaps(r)) == \

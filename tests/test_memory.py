@@ -9,7 +9,7 @@ from wsesim.fit import fewest_wafers, plan_fits
 from wsesim.mapping.plan import make_plan
 from wsesim.memory import build_ledger, fullest_pe_bytes
 from wsesim.quant import packed_bytes
-from wsesim.simulate import simulate
+from wsesim.run import simulate
 
 
 def test_sequential_fp16_by_hand():

@@ -32,7 +32,7 @@ from wsesim.sim.fabric_net import (
     op_work,
     route_xy,
 )
-from wsesim.simulate import simulate
+from wsesim.run import simulate
 
 TOL = 0.10
 PARAMS = NetParams(hop=1, ramp=2, turn=20, add=1, link_bytes=4, step=100)

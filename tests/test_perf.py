@@ -19,7 +19,7 @@ from wsesim.performance import decode_tokens_per_cycle
 from wsesim.perf.stages import Kernels, attention_cost, mlp_cost
 from wsesim.quant import preset
 from wsesim.sim.tile import run_tile
-from wsesim.simulate import simulate
+from wsesim.run import simulate
 
 # hop 1, ramp 2, no turn cost, add 1, 4-byte wavelets, 10 cycles per fabric phase
 FAB = Fabric(hop=1, ramp=2, turn=0, add=1, link_bytes=4, step=10,

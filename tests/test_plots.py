@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from conftest import tiny_hardware, tiny_model
 from wsesim import plots
 from wsesim.cli import main
-from wsesim.simulate import simulate
+from wsesim.run import simulate
 from wsesim.specs import deployment_from_mapping
 
 ROWS, COLS = 12, 20  # not square, so a transposed or resized image shows

@@ -16,12 +16,12 @@ from conftest import tiny_hardware, tiny_model
 from wsesim.cli import main
 from wsesim.errors import SpecError
 from wsesim.quant import QuantFormat
-from wsesim.simulate import simulate
+from wsesim.run import simulate
 from wsesim.specs import deployment_from_mapping
-from wsesim.sweep import (apply_point, format_with_bits, load_sweep, point_key,
+from wsesim.sweeps import (apply_point, format_with_bits, load_sweep, point_key,
                           rows_to_dataframe, run_sweep)
 
-SWEEP_MODULE = importlib.import_module("wsesim.sweep")  # for monkeypatching run_point
+SWEEP_MODULE = importlib.import_module("wsesim.sweeps")  # for monkeypatching run_point
 
 
 def base(**over):

@@ -29,8 +29,8 @@ def load(path: str | Path) -> "Deployment":
 def simulate(deployment: "Deployment | str | Path | Mapping[str, Any]", **options: Any
              ) -> "Result":
     """Plan, account and time a deployment (a :class:`Deployment`, a YAML path, or a
-    deployment mapping); ``options`` go to :func:`wsesim.simulate.simulate`."""
-    from wsesim.simulate import simulate as _simulate
+    deployment mapping); ``options`` go to :func:`wsesim.run.simulate`."""
+    from wsesim.run import simulate as _simulate
     from wsesim.specs import Deployment, deployment_from_mapping
 
     if isinstance(deployment, (str, Path)):
@@ -44,14 +44,14 @@ def sweep(spec_or_path: Any, out: str | Path | None = None, workers: int = 1,
           executor: Any = None, progress: bool | None = None) -> list[dict[str, Any]]:
     """Run a sweep (a sweep YAML path or mapping) and return one row per point; with
     ``out`` the rows also go to ``results.jsonl``/``results.csv`` there (resuming) and
-    the charts are drawn. See :mod:`wsesim.sweep`."""
-    from wsesim.sweep import run_sweep
+    the charts are drawn. See :mod:`wsesim.sweeps`."""
+    from wsesim.sweeps import run_sweep
     return run_sweep(spec_or_path, out, workers, executor, progress).rows
 
 
 def rows_to_dataframe(rows: Sequence[Mapping[str, Any]]) -> Any:
     """Sweep rows as a pandas DataFrame (pandas is optional: ImportError otherwise)."""
-    from wsesim.sweep import rows_to_dataframe as _to_df
+    from wsesim.sweeps import rows_to_dataframe as _to_df
     return _to_df(rows)
 
 

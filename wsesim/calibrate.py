@@ -24,7 +24,7 @@ def _with_kernel(dep: Deployment, values: dict[str, float]) -> Deployment:
 
 
 def predict(dep: Deployment, metric: str, values: dict[str, float]) -> float:
-    from wsesim.simulate import simulate
+    from wsesim.run import simulate
     result = simulate(_with_kernel(dep, values), find_min_wafers=False)
     assert result.performance is not None
     return float(result.performance[metric])

@@ -10,7 +10,7 @@ from wsesim.errors import SpecError
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from wsesim.report import RENDERERS
-    from wsesim.simulate import simulate
+    from wsesim.run import simulate
     from wsesim.specs import load_deployment
 
     dep = load_deployment(args.file)
@@ -31,7 +31,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from wsesim.sweep import default_workers, load_sweep, run_sweep, slug
+    from wsesim.sweeps import default_workers, load_sweep, run_sweep, slug
 
     spec = load_sweep(args.file)
     if args.executor is not None and not args.executor.startswith("dask://"):

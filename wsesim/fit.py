@@ -6,9 +6,31 @@ from wsesim.memory import fullest_pe_bytes
 from wsesim.specs import Deployment
 
 
+def fullest_pe_bounds(plan: Plan) -> tuple[float, float]:
+    """Bounds on the fullest PE's bytes, cheap to compute: below, the densest region's
+    mean (its stages' tensors and KV packed whole, over its PEs: cutting never loses a
+    byte); above, the sum of every tensor's largest block plus the largest buffers."""
+    by_region: dict = {}
+    for s in plan.stages:
+        by_region.setdefault(s.region, []).append(s.content)
+    low = high = 0.0
+    for r, contents in by_region.items():
+        low = max(low, sum(c.whole_bytes for c in contents) / r.pes)
+        high = max(high, sum(c.peak_bytes(r.rows, r.cols) for c in contents))
+    reserve = plan.deployment.hardware.runtime_reserve_bytes
+    return low + reserve, high + reserve
+
+
 def plan_fits(plan: Plan) -> bool:
-    """Every PE's bytes (tensors, metadata, KV, buffers, runtime) within its SRAM."""
-    return fullest_pe_bytes(plan) <= plan.deployment.hardware.pe_sram_bytes
+    """Every PE's bytes (tensors, metadata, KV, buffers, runtime) within its SRAM. The
+    cheap bounds settle most plans; the per-PE ledger decides the rest."""
+    sram = plan.deployment.hardware.pe_sram_bytes
+    low, high = fullest_pe_bounds(plan)
+    if high <= sram:
+        return True
+    if low > sram:
+        return False
+    return fullest_pe_bytes(plan) <= sram
 
 
 def fewest_wafers_bound(dep: Deployment) -> int:

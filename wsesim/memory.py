@@ -92,23 +92,52 @@ def _nkg(tb, rows: int, cols: int):
 
 
 @dataclass
-class RegionMemory:
-    """Per-PE bytes of one region (a stage's, or in ``sequential`` the whole grid shared
-    by several stages), by category: int64 arrays of the region's shape."""
+class RegionBytes:
+    """Per-PE bytes of a region's contents by category: int64 arrays of its shape. Regions
+    of the same shape holding the same stages (every layer's MLP, say) share one."""
 
-    region: Region
-    stages: list[Stage]
     weights: Array
     quant_metadata: Array
     kv_cache: Array
     activations: Array
     reserve_bytes: int
+    sram_bytes: int
 
     @cached_property
     def used(self) -> Array:
         """Bytes per PE including the runtime reserve."""
         return (self.weights + self.quant_metadata + self.kv_cache + self.activations
                 + self.reserve_bytes)
+
+    @cached_property
+    def peak(self) -> int:
+        return int(self.used.max())
+
+    @cached_property
+    def total(self) -> int:
+        return int(self.used.sum())
+
+    @cached_property
+    def free_and_overflow(self) -> tuple[int, int]:
+        """SRAM left on PEs that fit; bytes above SRAM on PEs that do not."""
+        return (int(np.maximum(self.sram_bytes - self.used, 0).sum()),
+                int(np.maximum(self.used - self.sram_bytes, 0).sum()))
+
+
+@dataclass
+class RegionMemory:
+    """One region of one wafer (a stage's, or in ``sequential`` the whole grid shared by
+    several stages) and its per-PE bytes."""
+
+    region: Region
+    stages: list[Stage]
+    bytes: RegionBytes
+
+    weights = property(lambda self: self.bytes.weights)
+    quant_metadata = property(lambda self: self.bytes.quant_metadata)
+    kv_cache = property(lambda self: self.bytes.kv_cache)
+    activations = property(lambda self: self.bytes.activations)
+    used = property(lambda self: self.bytes.used)
 
     @property
     def label(self) -> str:
@@ -191,12 +220,12 @@ class MemoryLedger:
         free = self.idle_pes() * (sram - self.reserve_bytes)
         over = 0
         for r in self.regions:
-            free += int(np.maximum(sram - r.used, 0).sum())
-            over += int(np.maximum(r.used - sram, 0).sum())
+            f, o = r.bytes.free_and_overflow
+            free, over = free + f, over + o
         return free, over
 
     def fullest_pe(self) -> FullestPE:
-        best = max(self.regions, key=lambda r: int(r.used.max()))
+        best = max(self.regions, key=lambda r: r.bytes.peak)
         row, col = np.unravel_index(int(np.argmax(best.used)), best.used.shape)
         by_cat = {c: int(getattr(best, c)[row, col]) for c in CATEGORIES}
         by_cat["runtime_reserved"] = self.reserve_bytes
@@ -244,28 +273,37 @@ def build_ledger(plan: Plan) -> MemoryLedger:
     """Per-PE bytes of every region of a plan. Stages alike in content and region shape
     (every layer's attention, say) are computed once; stages sharing a region (the
     ``sequential`` strategy) add up, except activation buffers, which are reused."""
-    cache: dict[tuple, StageBytes] = {}
+    reserve = plan.deployment.hardware.runtime_reserve_bytes
+    stage_cache: dict[tuple, StageBytes] = {}
     by_region: dict[Region, dict[tuple, list[Stage]]] = {}
     for stage in plan.stages:
         key = _stage_key(stage)
-        if key not in cache:
-            cache[key] = stage_bytes(stage)
+        if key not in stage_cache:
+            stage_cache[key] = stage_bytes(stage)
         assert stage.region is not None
         by_region.setdefault(stage.region, {}).setdefault(key, []).append(stage)
-    by_tensor: dict[str, TensorTotals] = {}
+    counts: dict[tuple, int] = {}
+    region_cache: dict[tuple, RegionBytes] = {}
     regions = []
     for region, groups in by_region.items():
-        sums = {c: np.zeros((region.rows, region.cols), np.int64) for c in CATEGORIES}
-        for key, stages in groups.items():
-            sb = cache[key]
-            for c in ("weights", "quant_metadata", "kv_cache"):
-                sums[c] += getattr(sb, c) * len(stages)
-            np.maximum(sums["activations"], sb.activations, out=sums["activations"])
-            for name, totals in sb.by_tensor.items():
-                by_tensor.setdefault(name, TensorTotals()).add(totals, len(stages))
+        contents = tuple((key, len(stages)) for key, stages in groups.items())
+        if contents not in region_cache:
+            sums = {c: np.zeros((region.rows, region.cols), np.int64) for c in CATEGORIES}
+            for key, times in contents:
+                sb = stage_cache[key]
+                for c in ("weights", "quant_metadata", "kv_cache"):
+                    sums[c] += getattr(sb, c) * times
+                np.maximum(sums["activations"], sb.activations, out=sums["activations"])
+            region_cache[contents] = RegionBytes(*(sums[c] for c in CATEGORIES), reserve,
+                                                 plan.deployment.hardware.pe_sram_bytes)
+        for key, times in contents:
+            counts[key] = counts.get(key, 0) + times
         regions.append(RegionMemory(region, [s for g in groups.values() for s in g],
-                                    *(sums[c] for c in CATEGORIES),
-                                    plan.deployment.hardware.runtime_reserve_bytes))
+                                    region_cache[contents]))
+    by_tensor: dict[str, TensorTotals] = {}
+    for key, times in counts.items():
+        for name, totals in stage_cache[key].by_tensor.items():
+            by_tensor.setdefault(name, TensorTotals()).add(totals, times)
     return MemoryLedger(plan, regions, by_tensor)
 
 

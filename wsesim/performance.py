@@ -75,16 +75,16 @@ def summarize(model: PerformanceModel, run: TileRun, fits: bool) -> dict[str, An
     ttft = float(np.mean([s.ttft for s in seqs])) / hz
     prefill_done = max(s.ttft for s in seqs) / hz
     path = model.token_path()
-    busy = []
-    for seg, cycles in zip(model.segments, run.element_busy):
-        for e, b in zip(seg.elements, cycles):
-            if e.stage is not None and not e.delay_is_latency:
-                busy.append({"stage": e.stage.index, "name": e.name,
-                             "busy": float(b / run.makespan)})
-            elif e.stage is None:  # sequential: the wafer's whole grid
-                for s in model.plan.wafers[seg.wafer].stages:
-                    busy.append({"stage": s.index, "name": s.name,
-                                 "busy": float(b / run.makespan)})
+    busy, links = [], []
+    for slot, fraction in run.busy_fraction():
+        if slot.link is not None:
+            if slot.link >= 0:
+                links.append(fraction)
+        elif slot.is_stage and slot.stage is not None:
+            busy.append({"stage": slot.stage, "name": slot.name, "busy": fraction})
+        elif slot.is_stage:  # sequential: the wafer's whole grid serves all its stages
+            for s in model.plan.wafers[slot.wafer].stages:
+                busy.append({"stage": s.index, "name": s.name, "busy": fraction})
     out: dict[str, Any] = {
         "tokens_per_s_per_user": 1.0 / tpot,
         "tokens_per_s": aggregate,
@@ -101,7 +101,7 @@ def summarize(model: PerformanceModel, run: TileRun, fits: bool) -> dict[str, An
         "memory_fits": fits,
         "events": run.events,
         "stage_busy": busy,
-        "link_busy": [b / run.makespan for b in run.link_busy],
+        "link_busy": links,
         "notes": list(model.notes),
     }
     if not fits:

@@ -16,27 +16,24 @@ def chrome_trace(result: Result) -> dict[str, Any]:
     if model is None or run is None:
         raise ValueError("this result has no simulated timeline (run with trace=True)")
     us = 1e6 / model.clock_hz
+    slots = run.pipeline.slots
+    links_pid = len(model.segments)
+    place = [(links_pid if s.wafer is None else s.wafer, k) for k, s in enumerate(slots)]
     events: list[dict[str, Any]] = []
-    for w, (seg, server) in enumerate(zip(model.segments, run.servers)):
+    for w in range(len(model.segments)):
         events.append({"ph": "M", "name": "process_name", "pid": w,
                        "args": {"name": f"wafer {w}"}})
-        for k, element in enumerate(seg.elements):
-            events.append({"ph": "M", "name": "thread_name", "pid": w, "tid": k,
-                           "args": {"name": element.name}})
-        for visit in server.visits:
-            for k, (start, end) in enumerate(zip(visit.starts, visit.ends)):
-                if end > start:
-                    events.append({"ph": "X", "name": visit.who, "cat": visit.phase,
-                                   "pid": w, "tid": k, "ts": start * us,
-                                   "dur": (end - start) * us})
-    links_pid = len(model.segments)
-    if run.link_uses:
-        events.append({"ph": "M", "name": "process_name", "pid": links_pid,
-                       "args": {"name": "inter-wafer links"}})
-    for use in run.link_uses:
-        events.append({"ph": "X", "name": use.who, "cat": "link", "pid": links_pid,
-                       "tid": use.link, "ts": use.start * us,
-                       "dur": (use.end - use.start) * us})
+    events.append({"ph": "M", "name": "process_name", "pid": links_pid,
+                   "args": {"name": "between wafers"}})
+    for (pid, tid), slot in zip(place, slots):
+        events.append({"ph": "M", "name": "thread_name", "pid": pid, "tid": tid,
+                       "args": {"name": slot.name}})
+    for visit in run.pipeline.visits:
+        for (pid, tid), start, end in zip(place, visit.starts, visit.ends):
+            if end > start:
+                events.append({"ph": "X", "name": visit.who, "cat": visit.phase,
+                               "pid": pid, "tid": tid, "ts": start * us,
+                               "dur": (end - start) * us})
     return {"traceEvents": events, "displayTimeUnit": "ns", "otherData": {
         "deployment": result.name,
         "recorded": f"every prompt chunk and the first {TRACE_STEPS} decode steps of the "

@@ -92,7 +92,7 @@ def find_cases(names: list[str] | None = None) -> list[Path]:
 
 
 def run_case(case: Case) -> CaseResult:
-    from wsesim.simulate import simulate
+    from wsesim.run import simulate
 
     result = simulate(case.deployment, find_min_wafers=False)
     assert result.performance is not None

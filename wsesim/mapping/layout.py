@@ -94,10 +94,10 @@ def _band_counts(n: int, rows: int, cols: int) -> list[int]:
     bands and (n/bands)/rows inside them, least near sqrt(n*cols/rows): all counts for a
     few stages, else a window around that and a geometric spread."""
     most = min(n, cols)
-    if most <= 48:
+    if most <= 16:
         return list(range(1, most + 1))
     best = max(1, round((n * cols / rows) ** 0.5))
-    counts = set(range(max(1, best - 6), min(most, best + 6) + 1))
+    counts = set(range(max(1, best - 4), min(most, best + 4) + 1))
     b = 1
     while b <= most:
         counts.add(b)

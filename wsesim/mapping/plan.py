@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Literal
 
 import numpy as np
@@ -40,23 +40,35 @@ class ActivationBuffers:
                      peak: bool = False) -> npt.NDArray[np.int64]:
         """Buffer bytes per PE (broadcastable to rows x cols); ``peak``: a 1 x 1 upper
         bound on their largest, from 1-D cuts only (to rate layouts quickly)."""
+        return _buffer_bytes(self, content.part, content.tensors, content.kv, rows, cols,
+                             peak)
+
+    def _bytes_per_pe(self, part: Part, tensors: tuple[TensorBlock, ...],
+                      kv: KVCache | None, rows: int, cols: int, peak: bool
+                      ) -> npt.NDArray[np.int64]:
         def fold(a: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
             return np.max(a, keepdims=True) if peak else a
 
         elems = np.zeros((1, 1), np.int64)
-        for tb in content.tensors:
+        for tb in tensors:
             if tb.is_vector:
                 continue
             k, _, n = tb.cuts(rows, cols)
             # a lookup returns a slice of one row; a matrix-vector product needs its input
             # and output slices
-            elems = np.maximum(elems, fold(k) if content.part == "embedding"
-                               else fold(k) + fold(n))
+            elems = np.maximum(elems, fold(k) if part == "embedding" else fold(k) + fold(n))
         elems = elems + fold(split_units(self.hidden_size, rows)[:, None])
-        if content.kv is not None and self.attention_heads:
+        if kv is not None and self.attention_heads:
             heads_per_col = -(-self.attention_heads // cols)
-            elems = elems + fold(content.kv.tokens_per_pe(rows)) * heads_per_col
+            elems = elems + fold(kv.tokens_per_pe(rows)) * heads_per_col
         return np.asarray(packed_bytes(self.fmt, 1, elems).total)
+
+
+@lru_cache(maxsize=1 << 14)
+def _buffer_bytes(buffers: ActivationBuffers, part: Part, tensors: tuple[TensorBlock, ...],
+                  kv: KVCache | None, rows: int, cols: int, peak: bool
+                  ) -> npt.NDArray[np.int64]:
+    return buffers._bytes_per_pe(part, tensors, kv, rows, cols, peak)
 
 
 @dataclass(frozen=True, eq=False)
@@ -78,8 +90,8 @@ class StageContent:
             self.kv.whole_bytes() if self.kv else 0)
 
     def peak_bytes(self, rows: int, cols: int) -> int:
-        """An upper bound on the fullest PE's tensor and KV bytes on a rows x cols region
-        (the sum of each tensor's largest block), cheap enough to rate layouts."""
+        """An upper bound on the fullest PE's bytes (tensors, KV, buffers) on a rows x
+        cols region: the sum of each one's largest block, cheap enough to rate layouts."""
         key = (rows, cols)
         if key not in self._peaks:
             self._peaks[key] = sum(t.peak_bytes(rows, cols) for t in self.tensors) + (

@@ -131,11 +131,7 @@ class TensorBlock:
 
     def peak_bytes(self, rows: int, cols: int) -> int:
         """Bytes of the largest block on a rows x cols region (fast: 1-D cuts only)."""
-        k, groups, n = self.cuts(rows, cols)
-        per_row = packed_bytes(self.fmt, 1, k.ravel(), groups.ravel()).total
-        i = int(np.argmax(per_row))
-        return int(packed_bytes(self.fmt, int(n.max()), int(k.ravel()[i]),
-                                int(groups.ravel()[i])).total)
+        return _tensor_peak(self, rows, cols)
 
 
 @dataclass(frozen=True)
@@ -169,4 +165,17 @@ class KVCache:
         return PackedBytes(2 * one.payload, 2 * one.scales, 2 * one.zeros)
 
     def peak_bytes(self, rows: int, cols: int) -> int:
-        return int(np.max(self.blocks(rows, cols).total))
+        return _kv_peak(self, rows, cols)
+
+
+@lru_cache(maxsize=1 << 16)
+def _tensor_peak(tb: TensorBlock, rows: int, cols: int) -> int:
+    k, groups, n = tb.cuts(rows, cols)
+    # a block grows with its rows, so the largest sits in a row of most outputs
+    return int(np.max(packed_bytes(tb.fmt, int(n.max()), k.ravel(), groups.ravel()).total))
+
+
+@lru_cache(maxsize=1 << 16)
+def _kv_peak(kv: KVCache, rows: int, cols: int) -> int:
+    # layouts try many region shapes, and plans of other wafer counts try them again
+    return int(np.max(kv.blocks(rows, cols).total))

@@ -35,10 +35,13 @@ class Cost:
                 + self.overhead + self.interwafer)
 
     def __add__(self, other: "Cost") -> "Cost":
-        return Cost(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
+        return Cost(self.compute + other.compute, self.dequant + other.dequant,
+                    self.latency + other.latency, self.bandwidth + other.bandwidth,
+                    self.overhead + other.overhead, self.interwafer + other.interwafer)
 
     def __mul__(self, k: Num) -> "Cost":
-        return Cost(*(getattr(self, f.name) * k for f in fields(self)))
+        return Cost(self.compute * k, self.dequant * k, self.latency * k,
+                    self.bandwidth * k, self.overhead * k, self.interwafer * k)
 
     __rmul__ = __mul__
 

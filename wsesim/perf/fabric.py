@@ -10,7 +10,8 @@ Wafer-Scale Reduce" (HPDC 2024): T = max(compute, E/N + L) + (2 T_R + 1) D.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from functools import lru_cache
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -110,9 +111,8 @@ class Fabric:
             raise ValueError(f"unknown allreduce algorithm {algorithm!r}; "
                              f"one of {', '.join(ALGORITHMS)} or auto")
         if groups is None:
-            return min((self.allreduce(n, elements, element_bytes, "two-level", g)
-                        for g in _group_counts(n)),
-                       key=lambda c: float(np.max(c.total)))
+            return self.allreduce(n, elements, element_bytes, "two-level",
+                                  self.best_groups(n, elements, element_bytes))
         size, count, roots = group_layout(n, groups)
         a = (size - 1) // 2
         within = self.meet(a, a, size - 1 - a, size - 1 - a, elements, element_bytes)
@@ -121,6 +121,10 @@ class Fabric:
                            roots[-1] - roots[mid], elements, element_bytes)
         back = self.broadcast(max(roots[mid], n - 1 - roots[mid]), elements, element_bytes)
         return within + across + back
+
+    def best_groups(self, n: int, elements: Num, element_bytes: float) -> int:
+        """The group count of the fastest two-level allreduce on ``n`` PEs."""
+        return _best_groups(self, n, float(np.max(elements)), element_bytes)
 
     def _receive(self, own: Cost, partner: Cost, hops: int, elements: Num,
                   element_bytes: float) -> Cost:
@@ -137,6 +141,11 @@ class Fabric:
         """A binomial tree reducing ``size`` PEs of a line into its end PE (level l:
         partners 2^l apart), every PE starting at once: the root's finish. A partial
         last subtree finishes early, so its root's train may be there first."""
+        if np.ndim(elements) == 0:
+            return _binomial(self, size, float(elements), element_bytes)
+        return self._binomial_of(size, elements, element_bytes)
+
+    def _binomial_of(self, size: int, elements: Num, element_bytes: float) -> Cost:
         if size <= 1:
             return Cost()
         levels = math.ceil(math.log2(size))
@@ -156,7 +165,8 @@ class Fabric:
         best: tuple[float, str, int | None] | None = None
         for a in options:
             if a == "two-level":
-                counts = [groups] if groups is not None else _group_counts(n)
+                counts = [groups] if groups is not None else \
+                    [self.best_groups(n, elements, element_bytes)]
                 for g in counts:
                     c = worst(self.allreduce(n, elements, element_bytes, a, g))
                     if best is None or c < best[0]:
@@ -170,11 +180,16 @@ class Fabric:
 
     def best_allreduce(self, n: int, elements: Num, element_bytes: float,
                        algorithm: str = "auto", groups: int | None = None) -> Cost:
-        """``allreduce`` with ``algorithm: auto`` taking the fastest of the three."""
-        if algorithm != "auto":
-            return self.allreduce(n, elements, element_bytes, algorithm, groups)
-        return min((self.allreduce(n, elements, element_bytes, a, groups)
-                    for a in ALGORITHMS), key=lambda c: float(np.max(c.total)))
+        """``allreduce`` with ``algorithm: auto`` taking the fastest of the three. Each
+        distinct vector length is priced once (layers repeat the same collectives)."""
+        values = np.asarray(elements, dtype=float)
+        if values.ndim == 0:
+            return _best_allreduce(self, n, float(values), element_bytes, algorithm, groups)
+        unique, where = np.unique(values, return_inverse=True)
+        costs = [_best_allreduce(self, n, float(u), element_bytes, algorithm, groups)
+                 for u in unique]
+        return Cost(*(np.array([float(np.asarray(getattr(c, f.name))) for c in costs])
+                      [where].reshape(values.shape) for f in fields(Cost)))
 
     def transfer(self, hops: float, turns: int, elements: Num, element_bytes: float
                  ) -> Cost:
@@ -190,6 +205,29 @@ class Fabric:
         """Bytes over the link between two wafers (its bandwidth, then its latency)."""
         return Cost(interwafer=self.interwafer_occupancy(nbytes)
                     + self.interwafer_latency_cycles)
+
+
+@lru_cache(maxsize=1 << 16)
+def _best_groups(fabric: Fabric, n: int, elements: float, element_bytes: float) -> int:
+    def time(g: int) -> float:
+        return float(np.max(fabric.allreduce(n, elements, element_bytes, "two-level",
+                                             g).total))
+    coarse = min(_group_counts(n), key=time)
+    return min(range(max(1, coarse - 3), min(n, coarse + 3) + 1), key=time)
+
+
+@lru_cache(maxsize=1 << 16)
+def _binomial(fabric: Fabric, size: int, elements: float, element_bytes: float) -> Cost:
+    return fabric._binomial_of(size, elements, element_bytes)
+
+
+@lru_cache(maxsize=1 << 16)
+def _best_allreduce(fabric: Fabric, n: int, elements: float, element_bytes: float,
+                    algorithm: str, groups: int | None) -> Cost:
+    if algorithm != "auto":
+        return fabric.allreduce(n, elements, element_bytes, algorithm, groups)
+    return min((fabric.allreduce(n, elements, element_bytes, a, groups)
+                for a in ALGORITHMS), key=lambda c: float(np.max(c.total)))
 
 
 def _later(a: Cost, b: Cost) -> Cost:
@@ -213,6 +251,10 @@ def group_layout(n: int, groups: int) -> tuple[int, int, list[int]]:
 
 
 def _group_counts(n: int) -> list[int]:
-    """Group counts worth trying for a two-level allreduce on ``n`` PEs."""
+    """Group counts worth trying for a two-level allreduce on ``n`` PEs: the time falls
+    and then rises with the count, least near sqrt(n); a coarse spread over [sqrt(n)/2,
+    2 sqrt(n)] and 1, refined around the best by :meth:`Fabric.best_groups`."""
     best = max(1, round(math.sqrt(n)))
-    return sorted({1, *range(max(1, best // 2), min(n, 2 * best) + 1)})
+    lo, hi = max(1, best // 2), min(n, 2 * best)
+    step = max(1, (hi - lo) // 6)
+    return sorted({1, *range(lo, hi + 1, step), hi})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Protocol
 
 import numpy as np
@@ -54,6 +55,7 @@ class PerformanceModel:
     chunk_tokens: np.ndarray
     stage_decode: list[tuple[Stage, Cost]]  # every stage and path into one, decode
     notes: list[str] = field(default_factory=list)
+    _mean_path: Cost | None = field(default=None, repr=False)
 
     def link_timing(self, phase: str) -> tuple[np.ndarray, np.ndarray]:
         """(occupancy, delay) of the inter-wafer link per decode step or prefill chunk:
@@ -79,6 +81,13 @@ class PerformanceModel:
     def token_path(self, step: int | None = None) -> Cost:
         """Cycles of one decode pass through every element with no queueing (at decode
         step ``step``, or averaged over the decode steps), feedback included."""
+        if step is None:
+            if self._mean_path is None:
+                self._mean_path = self._token_path(None)
+            return self._mean_path
+        return self._token_path(step)
+
+    def _token_path(self, step: int | None) -> Cost:
         steps = len(self.decode_contexts)
 
         def at(c: Cost) -> Cost:
@@ -145,13 +154,19 @@ def _hops(a: Region, b: Region) -> tuple[float, int]:
     return math.ceil(dr + dc), int(dr > 0 and dc > 0)
 
 
+@lru_cache(maxsize=4096)
+def _lanes(src: Region | None, dst: Region) -> tuple[int, int, int, int]:
+    plan = lane_plan(src, dst)
+    return plan.lanes, plan.rounds, plan.hops, plan.turns
+
+
 def _path(kn: Kernels, src: Region | None, dst: Region, hidden: int, tokens) -> Cost:
     """Activations of ``tokens`` tokens from one region into the next, by the lane plan
     of :mod:`wsesim.perf.paths`: the lanes run in parallel on their tracks (those that
     share a track follow each other), then each destination row multicasts its slice."""
-    plan = lane_plan(src, dst)
-    per_lane = math.ceil(hidden / plan.lanes) * np.asarray(tokens)
-    return (kn.fabric.transfer(plan.hops, plan.turns, per_lane * plan.rounds, kn.act_bytes)
+    lanes, rounds, hops, turns = _lanes(src, dst)
+    per_lane = math.ceil(hidden / lanes) * np.asarray(tokens)
+    return (kn.fabric.transfer(hops, turns, per_lane * rounds, kn.act_bytes)
             + kn.fabric.broadcast(math.ceil((dst.cols - 1) / 2), per_lane, kn.act_bytes))
 
 

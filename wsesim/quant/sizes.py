@@ -77,6 +77,15 @@ def _row_bytes(fmt: QuantFormat, k: npt.NDArray[np.int64]) -> npt.NDArray[np.int
     return pairs if fmt.packing == "byte" else _ceil_div(7 * pairs, 8)
 
 
+def _metadata_bytes(values: npt.NDArray[np.int64], bits: int) -> npt.NDArray[np.int64]:
+    """Bytes of ``values`` metadata entries of ``bits`` each, padded to a whole byte."""
+    if bits == 0:
+        return np.zeros_like(values)
+    if bits % 8 == 0:
+        return values * (bits // 8)
+    return _ceil_div(values * bits, 8)
+
+
 def _groups(fmt: QuantFormat, k: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
     if fmt.is_float:
         return np.zeros_like(k)
@@ -117,6 +126,6 @@ def packed_bytes(fmt: QuantFormat, n_out: IntLike, k_in: IntLike,
     n, k, g = np.broadcast_arrays(n, k, g)
     payload = n * _row_bytes(fmt, k)
     values = n * g
-    scales = _ceil_div(values * fmt.scale_bits, 8)
-    zeros = _ceil_div(values * fmt.zero_bits, 8)
+    scales = _metadata_bytes(values, fmt.scale_bits)
+    zeros = _metadata_bytes(values, fmt.zero_bits)
     return PackedBytes(payload=_out(payload), scales=_out(scales), zeros=_out(zeros))

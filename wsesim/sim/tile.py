@@ -1,13 +1,16 @@
 """Tile-fidelity simulation: sequences' tokens flow through stages, paths and wafer
 links with simpy.
 
-Inside one wafer a token visits a chain of single-server FIFO queues (the path into a
-stage, the stage's region) with deterministic service times from the closed forms. Such
-a tandem is advanced exactly by the max-plus recursion D_k = max(D_{k-1} + d_k, B_k) +
-s_k (B_k: when element k is next free), one numpy call per token and wafer, so simpy
-carries one event per (token, sequence, wafer) and per inter-wafer transfer; the count
-grows with layers, tokens and sequences, never with PEs. Wafer links are simpy
-resources: tokens of different sequences queue on them.
+A token visits, in order, every element of the pipeline: the way back of the previous
+token from the LM head (decode), then on each wafer the path into a stage and the
+stage's region, and between wafers the inter-wafer link. Each element is a
+single-server FIFO queue with deterministic service times from the closed forms (a
+path's or a link's latency delays the token without occupying it). All tokens enter at
+the same end and keep their order, so the whole tandem is advanced exactly, when a
+token enters, by the max-plus recursion D_k = max(D_{k-1} + d_k, B_k) + s_k (B_k: when
+element k is next free): one numpy call and one simpy event per token (or prompt chunk)
+and sequence, whatever the number of stages, wafers or PEs. Tokens of different
+sequences queue on stages and links alike.
 """
 from __future__ import annotations
 
@@ -20,11 +23,12 @@ from wsesim.perf.model import PerformanceModel, _delay, _occupancy
 
 TRACE_SEQUENCES = 4   # sequences whose every visit a trace records
 TRACE_STEPS = 32      # decode steps recorded per traced sequence
+PHASES = ("decode", "prefill")
 
 
 @dataclass
 class Visit:
-    """One token's (or chunk's) pass through a wafer: start and end at each element."""
+    """One token's (or chunk's) pass through the pipeline: start and end at each element."""
 
     who: str
     phase: str
@@ -32,33 +36,55 @@ class Visit:
     ends: np.ndarray
 
 
-@dataclass
-class LinkUse:
-    link: int           # wafer boundary (w -> w+1); -1 the feedback path
-    who: str
-    start: float
-    end: float
+@dataclass(frozen=True)
+class Slot:
+    """Where an element of the chain sits: its wafer (None: between wafers) and name."""
+
+    name: str
+    wafer: int | None
+    stage: int | None      # stage index, or None for paths between wafers
+    is_stage: bool         # a stage's own region (not a path into it)
+    link: int | None = None  # inter-wafer link index (-1: the token's way back)
 
 
-class SegmentServer:
-    """The stages and paths of one wafer as a tandem of FIFO servers."""
+class Pipeline:
+    """Every element of a plan's timeline as one tandem of FIFO servers."""
 
-    def __init__(self, model: PerformanceModel, index: int) -> None:
-        elements = model.segments[index].elements
-        self.elements = elements
-        self.service = {p: np.stack([_occupancy(e, p) * np.ones(n) for e in elements], 1)
-                        for p, n in (("decode", len(model.decode_contexts)),
-                                     ("prefill", len(model.chunk_tokens)))}
-        self.delay = {p: np.stack([_delay(e, p) * np.ones(n) for e in elements], 1)
-                      for p, n in (("decode", len(model.decode_contexts)),
-                                   ("prefill", len(model.chunk_tokens)))}
-        self.free_at = np.zeros(len(elements))
-        self.busy = np.zeros(len(elements))
+    def __init__(self, model: PerformanceModel) -> None:
+        n = {"decode": len(model.decode_contexts), "prefill": len(model.chunk_tokens)}
+        slots: list[Slot] = []
+        service = {p: [] for p in PHASES}
+        delay = {p: [] for p in PHASES}
+
+        def add(slot: Slot, occupancy: dict, wait: dict) -> None:
+            slots.append(slot)
+            for p in PHASES:
+                service[p].append(np.broadcast_to(occupancy[p], (n[p],)).astype(float))
+                delay[p].append(np.broadcast_to(wait[p], (n[p],)).astype(float))
+
+        back_occupancy, back_delay = model.feedback_timing()
+        add(Slot("way back to the embeddings", None, None, False, -1),
+            {"decode": back_occupancy, "prefill": 0.0},
+            {"decode": back_delay, "prefill": 0.0})
+        for w, seg in enumerate(model.segments):
+            if w > 0:
+                timing = {p: model.link_timing(p) for p in PHASES}
+                add(Slot(f"link wafer {w - 1} -> {w}", None, None, False, w - 1),
+                    {p: timing[p][0] for p in PHASES}, {p: timing[p][1] for p in PHASES})
+            for e in seg.elements:
+                add(Slot(e.name, seg.wafer, e.stage.index if e.stage else None,
+                         not e.delay_is_latency),
+                    {p: _occupancy(e, p) for p in PHASES}, {p: _delay(e, p) for p in PHASES})
+        self.slots = slots
+        self.service = {p: np.stack(service[p], 1) for p in PHASES}
+        self.delay = {p: np.stack(delay[p], 1) for p in PHASES}
+        self.free_at = np.zeros(len(slots))
+        self.busy = np.zeros(len(slots))
         self.visits: list[Visit] = []
 
     def advance(self, now: float, phase: str, index: int, who: str | None = None) -> float:
-        """Send one token (or prefill chunk) in at ``now``; returns when it leaves.
-        ``who`` (a label) records the visit's start and end at every element."""
+        """Send one token (or prompt chunk) in at ``now``; returns when it leaves the
+        last element. ``who`` (a label) records its start and end at every element."""
         s = self.service[phase][index]
         d = self.delay[phase][index]
         c = np.cumsum(s + d)
@@ -83,79 +109,50 @@ class TileRun:
 
     sequences: list[SequenceTimes]
     makespan: float
-    element_busy: list[np.ndarray]     # per wafer: busy cycles per element
-    link_busy: list[float]
+    pipeline: Pipeline
     events: int
-    servers: list[SegmentServer]
-    link_uses: list[LinkUse] = field(default_factory=list)
+
+    def busy_fraction(self) -> list[tuple[Slot, float]]:
+        return [(slot, float(b / self.makespan)) for slot, b in
+                zip(self.pipeline.slots, self.pipeline.busy)]
 
 
 def run_tile(model: PerformanceModel, batch: int, trace: bool = False) -> TileRun:
-    """Simulate ``batch`` sequences: each a prefill in chunks, then its decode steps."""
+    """Simulate ``batch`` sequences arriving together: each sends its prompt in chunks,
+    then decodes token by token, each token waiting for the previous one to come back."""
     env = simpy.Environment()
-    servers = [SegmentServer(model, w) for w in range(len(model.segments))]
-    link_uses: list[LinkUse] = []
+    pipe = Pipeline(model)
+    events = 0
+    decode_steps = len(model.decode_contexts) if \
+        model.plan.deployment.workload.output_tokens > 1 else 0
 
     def label(seq: int, phase: str, index: int) -> str | None:
-        """What the trace records: every prompt chunk and the first decode steps of the
-        first few sequences (a full 405B run would be millions of events)."""
+        """What a trace records: every prompt chunk and the first decode steps of the
+        first few sequences (a full 405B run would be millions of spans)."""
         if not trace or seq >= TRACE_SEQUENCES or (phase == "decode" and index >= TRACE_STEPS):
             return None
         return f"seq {seq} " + (f"prompt chunk {index}" if phase == "prefill"
                                 else f"token {index + 2}")
-    links = [simpy.Resource(env, capacity=1) for _ in servers[1:]]
-    link_busy = [0.0] * len(links)
-    back_link = simpy.Resource(env, capacity=1)
-    events = 0
-    link_timing = {p: model.link_timing(p) for p in ("decode", "prefill")}
-
-    def traverse(phase: str, index: int, seq: int):
-        nonlocal events
-        who = label(seq, phase, index)
-        for w, server in enumerate(servers):
-            out = server.advance(env.now, phase, index, who)
-            events += 1
-            yield env.timeout(out - env.now)
-            if w < len(links):
-                occupancy = float(link_timing[phase][0][index])
-                delay = float(link_timing[phase][1][index])
-                with links[w].request() as req:
-                    yield req
-                    start = env.now
-                    yield env.timeout(occupancy)
-                link_busy[w] += occupancy
-                if who is not None:
-                    link_uses.append(LinkUse(w, who, start, env.now))
-                events += 1
-                yield env.timeout(delay)
-
-    fb_occ, fb_delay = model.feedback_timing()
 
     def sequence(i: int, times: SequenceTimes):
         nonlocal events
-        chunks = [env.process(traverse("prefill", c, i))
-                  for c in range(len(model.chunk_tokens))]
-        yield simpy.AllOf(env, chunks)
+        # the chunks of a prompt enter one after another at once; the last one out
+        # brings the first output token
+        out = env.now
+        for c in range(len(model.chunk_tokens)):
+            out = pipe.advance(env.now, "prefill", c, label(i, "prefill", c))
+        events += 1
+        yield env.timeout(out - env.now)
         times.ttft = env.now
         times.tokens.append(env.now)
-        for step in range(len(model.decode_contexts) if _decodes(model) else 0):
-            if fb_occ:
-                with back_link.request() as req:
-                    yield req
-                    yield env.timeout(fb_occ)
-            yield env.timeout(fb_delay)
+        for step in range(decode_steps):
+            out = pipe.advance(env.now, "decode", step, label(i, "decode", step))
             events += 1
-            yield from traverse("decode", step, i)
+            yield env.timeout(out - env.now)
             times.tokens.append(env.now)
 
     seqs = [SequenceTimes() for _ in range(batch)]
     for i, t in enumerate(seqs):
         env.process(sequence(i, t))
     env.run()
-    return TileRun(seqs, env.now, [s.busy for s in servers], link_busy, events, servers,
-                   link_uses)
-
-
-def _decodes(model: PerformanceModel) -> bool:
-    """Whether the workload has decode passes (more than the one token prefill yields)."""
-    return model.plan.deployment.workload.output_tokens > 1
+    return TileRun(seqs, env.now, pipe, events)

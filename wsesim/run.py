@@ -95,7 +95,7 @@ def memory_summary(ledger: MemoryLedger) -> MemorySummary:
     totals = {c: ledger.total(c) for c in (*CATEGORIES, "runtime_reserved")}
     total = sum(totals.values())
     rows, cols = dep.grid_shape
-    capacity = len(ledger.wafers) * rows * cols * dep.hardware.pe_sram_bytes
+    capacity = len(ledger.plan.wafers) * rows * cols * dep.hardware.pe_sram_bytes
     fp = ledger.fullest_pe()
     items = {**_items(ledger), "activation_bytes": totals["activations"],
              "runtime_reserved_bytes": totals["runtime_reserved"]}
@@ -119,9 +119,9 @@ def partition_summary(ledger: MemoryLedger) -> list[WaferSummary]:
     out = []
     for wp in plan.wafers:
         mine = [r for r in ledger.regions if r.region.wafer == wp.wafer]
-        region_max = {r.region: int(r.used.max()) for r in mine}
+        region_max = {r.region: r.bytes.peak for r in mine}
         idle = ledger.idle_pes(wp.wafer)
-        used = sum(int(r.used.sum()) for r in mine) + idle * reserve
+        used = sum(r.bytes.total for r in mine) + idle * reserve
         max_pe = max([*region_max.values(), reserve if idle else 0])
         regions = [RegionSummary(s.name, s.region.row0, s.region.col0, s.region.rows,
                                  s.region.cols, region_max[s.region]) for s in wp.stages]

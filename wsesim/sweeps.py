@@ -411,7 +411,7 @@ def run_point(base: Mapping[str, Any], params: Mapping[str, Any], source: str,
     ``find_min_wafers=False`` leaves ``min_wafers`` empty (the sweep computes it once
     for all points that differ only in ``wafers``); ``performance=False`` skips the
     performance simulation (memory and fit only)."""
-    from wsesim.simulate import simulate
+    from wsesim.run import simulate
     from wsesim.specs import deployment_from_mapping
 
     row: dict[str, Any] = dict(params)
@@ -632,7 +632,7 @@ def _process_pool(workers: int) -> Executor:
     ctx = multiprocessing.get_context(method)
     if method == "forkserver":
         # workers fork from a server that has imported the simulator once
-        ctx.set_forkserver_preload(["wsesim.sweep", "wsesim.simulate", "wsesim.specs"])
+        ctx.set_forkserver_preload(["wsesim.sweeps", "wsesim.run", "wsesim.specs"])
     return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
 
 
