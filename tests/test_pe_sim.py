@@ -23,7 +23,6 @@ from wsesim.sim.fabric_net import (
     STEP_OP,
     WEST,
     Net,
-    NetParams,
     op_acc,
     op_acc_any,
     op_recv,
@@ -35,7 +34,8 @@ from wsesim.sim.fabric_net import (
 from wsesim.run import simulate
 
 TOL = 0.10
-PARAMS = NetParams(hop=1, ramp=2, turn=20, add=1, link_bytes=4, step=100)
+PARAMS = Fabric(hop=1, ramp=2, turn=20, add=1, link_bytes=4, step=100,
+                interwafer_bytes_per_cycle=1, interwafer_latency_cycles=0)
 
 
 @pytest.fixture(scope="module")

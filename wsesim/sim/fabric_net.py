@@ -38,7 +38,6 @@ The fixed costs of kernels (``comm_step_cycles`` per synchronized fabric phase,
 from __future__ import annotations
 
 import gc
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -50,6 +49,7 @@ import simpy
 from simpy.events import NORMAL, Event
 
 from wsesim.perf.cost import Cost
+from wsesim.perf.fabric import Fabric
 
 EAST, WEST, SOUTH, NORTH = 0, 1, 2, 3
 DIRECTIONS = ("east", "west", "south", "north")
@@ -57,28 +57,6 @@ OPPOSITE = (WEST, EAST, NORTH, SOUTH)
 COMPUTE, DEQUANT, LATENCY, BANDWIDTH, OVERHEAD = range(5)
 _CAUSES = ("compute", "dequant", "latency", "bandwidth", "overhead")
 
-
-
-@dataclass(frozen=True)
-class NetParams:
-    """The numbers of a hardware profile the fabric needs (same as ``perf.fabric``)."""
-
-    hop: float
-    ramp: float
-    turn: float
-    add: float
-    link_bytes: float
-    step: float
-
-    @classmethod
-    def of(cls, fabric: Any) -> NetParams:
-        """From a :class:`wsesim.perf.fabric.Fabric` (the closed forms' numbers)."""
-        return cls(float(fabric.hop), float(fabric.ramp), float(fabric.turn),
-                   float(fabric.add), float(fabric.link_bytes), float(fabric.step))
-
-    def wavelets(self, elements: float, element_bytes: float) -> int:
-        """Wavelets of a train carrying ``elements`` values (as ``Fabric.wavelets``)."""
-        return math.ceil(float(elements) * element_bytes / self.link_bytes)
 
 
 # A train as its receiver sees it, a tuple (the hot path allocates one per delivery):
@@ -538,7 +516,7 @@ class NetRun:
 class Net:
     """A ``rows x cols`` mesh of PEs and routers on one simpy environment."""
 
-    def __init__(self, rows: int, cols: int, params: NetParams,
+    def __init__(self, rows: int, cols: int, params: Fabric,
                  sram_bytes: int | None = None) -> None:
         if rows < 1 or cols < 1:
             raise ValueError(f"a grid needs at least one PE, got {rows} x {cols}")

@@ -32,6 +32,7 @@ import numpy as np
 from wsesim.mapping.tiling import TensorBlock, split_units
 from wsesim.perf.paths import lane_plan
 from wsesim.perf.cost import Cost, stack
+from wsesim.perf.fabric import Fabric
 from wsesim.perf.stages import Kernels
 from wsesim.sim.collectives import (
     ACC,
@@ -51,7 +52,6 @@ from wsesim.sim.fabric_net import (
     WEST,
     WORK,
     Net,
-    NetParams,
     NetRun,
     op_acc,
     op_acc_any,
@@ -152,8 +152,7 @@ class Program:
         return t
 
     def wavelets(self, elements: Any) -> np.ndarray:
-        kn = self.kn
-        return np.ceil(np.asarray(elements, float) * kn.act_bytes / kn.fabric.link_bytes)
+        return np.asarray(self.kn.fabric.wavelets(elements, self.kn.act_bytes))
 
     def _nodes(self, area: Area) -> list[list[int]]:
         cols = self.net.cols
@@ -514,8 +513,8 @@ class _Stage:
          "embedding": lambda: self.embedding(content)}[content.part]()
 
 
-def _params(kn: Kernels) -> NetParams:
-    return NetParams.of(kn.fabric)
+def _params(kn: Kernels) -> Fabric:
+    return kn.fabric
 
 
 # ------------------------------------------------------------------------ results
