@@ -21,7 +21,8 @@ import numpy.typing as npt
 
 from wsesim.mapping.layout import Region
 from wsesim.mapping.plan import Plan, Stage
-from wsesim.quant import PackedBytes, packed_bytes
+from wsesim.quant import PackedBytes
+from wsesim.quant.sizes import block_bytes
 
 CATEGORIES = ("weights", "quant_metadata", "kv_cache", "activations")
 Array = npt.NDArray[np.int64]
@@ -73,7 +74,7 @@ def stage_bytes(stage: Stage) -> StageBytes:
     meta = np.zeros(shape, np.int64)
     by_tensor: dict[str, TensorTotals] = {}
     for tb in stage.tensors:
-        packed = packed_bytes(tb.fmt, *_nkg(tb, rows, cols))
+        packed = block_bytes(tb.fmt, *_nkg(tb, rows, cols))
         weights += packed.payload
         meta += packed.metadata
         by_tensor[tb.tensor.name] = _totals(packed, tb.whole(), shape)

@@ -23,13 +23,13 @@ def _ranges_needed(prefix: list[float], limit: float, most: int) -> int:
 
 def partition_contiguous(weights: Sequence[float], parts: int) -> list[range]:
     """Split ``weights`` into ``parts`` non-empty contiguous ranges minimizing the
-    largest range sum (bisection on the limit to a relative 1e-12, then a greedy cut)."""
+    largest range sum (bisection on the limit to a relative 1e-9, then a greedy cut)."""
     n = len(weights)
     if not 1 <= parts <= n:
         raise ValueError(f"cannot cut {n} items into {parts} non-empty contiguous ranges")
     prefix = [0.0, *accumulate(float(w) for w in weights)]
     lo, hi = max(weights), prefix[-1]
-    slack = 1e-12 * max(hi, 1.0)
+    slack = 1e-10 * max(hi, 1.0)
     hi += slack
     if _ranges_needed(prefix, lo + slack, parts) <= parts:
         hi = lo + slack

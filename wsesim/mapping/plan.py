@@ -19,8 +19,11 @@ import numpy.typing as npt
 from wsesim.mapping.layout import Region, layout_regions
 from wsesim.mapping.partition import partition_contiguous
 from wsesim.mapping.tiling import Axis, KVCache, TensorBlock, split_units
-from wsesim.quant import QuantFormat, packed_bytes
+from wsesim.quant import QuantFormat
+from wsesim.quant.sizes import block_bytes
 from wsesim.specs import Deployment, TensorShape
+
+ONE, ZERO = np.int64(1), np.int64(0)  # a buffer is one row; float formats have no groups
 
 Part = Literal["embedding", "attention", "mlp", "lm_head"]
 
@@ -61,7 +64,7 @@ class ActivationBuffers:
         if kv is not None and self.attention_heads:
             heads_per_col = -(-self.attention_heads // cols)
             elems = elems + fold(kv.tokens_per_pe(rows)) * heads_per_col
-        return np.asarray(packed_bytes(self.fmt, 1, elems).total)
+        return np.asarray(block_bytes(self.fmt, ONE, elems, ZERO).total)
 
 
 @lru_cache(maxsize=1 << 14)

@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from wsesim.quant import PackedBytes, QuantFormat, packed_bytes, row_bytes
+from wsesim.quant.sizes import block_bytes
 from wsesim.specs import TensorShape
 
 Axis = Literal["rows", "cols"]
@@ -160,7 +161,7 @@ class KVCache:
     def blocks(self, rows: int, cols: int) -> PackedBytes:
         """K plus V bytes per PE, broadcastable to (rows, cols)."""
         dims, groups = cut_row(self.kv_dim, cols, self.fmt)
-        one = packed_bytes(self.fmt, self.tokens_per_pe(rows) * self.sequences,
+        one = block_bytes(self.fmt, self.tokens_per_pe(rows) * self.sequences,
                            dims[None, :], groups[None, :])
         return PackedBytes(2 * one.payload, 2 * one.scales, 2 * one.zeros)
 
@@ -172,7 +173,7 @@ class KVCache:
 def _tensor_peak(tb: TensorBlock, rows: int, cols: int) -> int:
     k, groups, n = tb.cuts(rows, cols)
     # a block grows with its rows, so the largest sits in a row of most outputs
-    return int(np.max(packed_bytes(tb.fmt, int(n.max()), k.ravel(), groups.ravel()).total))
+    return int(np.max(block_bytes(tb.fmt, n.max(), k.ravel(), groups.ravel()).total))
 
 
 @lru_cache(maxsize=1 << 16)

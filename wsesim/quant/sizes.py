@@ -121,11 +121,16 @@ def packed_bytes(fmt: QuantFormat, n_out: IntLike, k_in: IntLike,
     """
     n = _as_counts(n_out, "n_out")
     k = _as_counts(k_in, "k_in")
-    g = _groups(fmt, k) if groups_per_row is None else _as_counts(groups_per_row,
-                                                                    "groups_per_row")
-    n, k, g = np.broadcast_arrays(n, k, g)
-    payload = n * _row_bytes(fmt, k)
-    values = n * g
-    scales = _metadata_bytes(values, fmt.scale_bits)
-    zeros = _metadata_bytes(values, fmt.zero_bits)
-    return PackedBytes(payload=_out(payload), scales=_out(scales), zeros=_out(zeros))
+    g = None if groups_per_row is None else _as_counts(groups_per_row, "groups_per_row")
+    n, k, g = np.broadcast_arrays(n, k, _groups(fmt, k) if g is None else g)
+    packed = block_bytes(fmt, n, k, g)
+    return PackedBytes(*(_out(x) for x in (packed.payload, packed.scales, packed.zeros)))
+
+
+def block_bytes(fmt: QuantFormat, n: npt.NDArray[np.int64], k: npt.NDArray[np.int64],
+                groups: npt.NDArray[np.int64]) -> PackedBytes:
+    """:func:`packed_bytes` for callers that already hold int64 arrays of valid counts
+    (the ledger's hot path): no checks, fields broadcast from the inputs' shapes."""
+    values = n * groups
+    return PackedBytes(n * _row_bytes(fmt, k), _metadata_bytes(values, fmt.scale_bits),
+                       _metadata_bytes(values, fmt.zero_bits))

@@ -53,14 +53,20 @@ class Pipeline:
     def __init__(self, model: PerformanceModel) -> None:
         n = {"decode": len(model.decode_contexts), "prefill": len(model.chunk_tokens)}
         slots: list[Slot] = []
-        service = {p: [] for p in PHASES}
-        delay = {p: [] for p in PHASES}
+        service: dict[str, list] = {p: [] for p in PHASES}
+        delay: dict[str, list] = {p: [] for p in PHASES}
 
         def add(slot: Slot, occupancy: dict, wait: dict) -> None:
             slots.append(slot)
             for p in PHASES:
-                service[p].append(np.broadcast_to(occupancy[p], (n[p],)).astype(float))
-                delay[p].append(np.broadcast_to(wait[p], (n[p],)).astype(float))
+                service[p].append(occupancy[p])
+                delay[p].append(wait[p])
+
+        def table(columns: list, rows: int) -> np.ndarray:
+            out = np.empty((rows, len(columns)))
+            for k, column in enumerate(columns):
+                out[:, k] = column  # a scalar or one value per step / chunk
+            return out
 
         back_occupancy, back_delay = model.feedback_timing()
         add(Slot("way back to the embeddings", None, None, False, -1),
@@ -76,8 +82,8 @@ class Pipeline:
                          not e.delay_is_latency),
                     {p: _occupancy(e, p) for p in PHASES}, {p: _delay(e, p) for p in PHASES})
         self.slots = slots
-        self.service = {p: np.stack(service[p], 1) for p in PHASES}
-        self.delay = {p: np.stack(delay[p], 1) for p in PHASES}
+        self.service = {p: table(service[p], n[p]) for p in PHASES}
+        self.delay = {p: table(delay[p], n[p]) for p in PHASES}
         self.free_at = np.zeros(len(slots))
         self.busy = np.zeros(len(slots))
         self.visits: list[Visit] = []

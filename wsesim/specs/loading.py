@@ -1,6 +1,7 @@
 """Resolve names to files and load validated specs; every failure is a located SpecError."""
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,13 @@ def load_model(value: str | Path | dict[str, Any], base_dir: Path = Path("."),
     if not isinstance(value, (str, Path)):
         raise SpecError(source, key, "expected a model name, a file path or a mapping")
     path = _find_file(str(value), models_dir(), base_dir, "model", source, key)
+    return _model_file(path.resolve(), path.stat().st_mtime_ns, path)
+
+
+@lru_cache(maxsize=256)
+def _model_file(resolved: Path, mtime_ns: int, path: Path) -> ModelSpec:
+    """A model file, read once per version of it (sweeps name the same files again and
+    again; specs are frozen, so sharing them is safe)."""
     data = read_mapping(path)
     if path.suffix == ".json":
         return model_from_hf_config(data, path)
@@ -75,6 +83,12 @@ def load_hardware(value: str | Path | dict[str, Any], base_dir: Path = Path(".")
     if not isinstance(value, (str, Path)):
         raise SpecError(source, key, "expected a profile name, a file path or a mapping")
     path = _find_file(str(value), profiles_dir(), base_dir, "hardware profile", source, key)
+    return _hardware_file(path.resolve(), path.stat().st_mtime_ns, path)
+
+
+@lru_cache(maxsize=64)
+def _hardware_file(resolved: Path, mtime_ns: int, path: Path) -> HardwareProfile:
+    """A profile file, read once per version of it."""
     data = read_mapping(path)
     data.setdefault("name", path.stem)
     return validate(HardwareProfile, data, path)
