@@ -212,8 +212,13 @@ def _best_groups(fabric: Fabric, n: int, elements: float, element_bytes: float) 
     def time(g: int) -> float:
         return float(np.max(fabric.allreduce(n, elements, element_bytes, "two-level",
                                              g).total))
-    coarse = min(_group_counts(n), key=time)
-    return min(range(max(1, coarse - 3), min(n, coarse + 3) + 1), key=time)
+    # With g groups the chains inside groups take about n/(2g) stages of one hop, ramps
+    # and an add each, the chain over the roots about g/2 ramps and adds (its hops add
+    # up to about n/2 whatever g): least near g* = sqrt(n (hop + 2 ramp + add) /
+    # (2 ramp + add)). The exact cost is checked around it, and at one group.
+    per_stage = fabric.hop + 2 * fabric.ramp + fabric.add
+    g_star = round(math.sqrt(n * per_stage / max(2 * fabric.ramp + fabric.add, 1e-9)))
+    return min({1, *range(max(1, g_star - 3), min(n, g_star + 3) + 1)}, key=time)
 
 
 @lru_cache(maxsize=1 << 16)
@@ -248,13 +253,3 @@ def group_layout(n: int, groups: int) -> tuple[int, int, list[int]]:
     count = math.ceil(n / size)
     roots = [g * size + (min(size, n - g * size) - 1) // 2 for g in range(count)]
     return size, count, roots
-
-
-def _group_counts(n: int) -> list[int]:
-    """Group counts worth trying for a two-level allreduce on ``n`` PEs: the time falls
-    and then rises with the count, least near sqrt(n); a coarse spread over [sqrt(n)/2,
-    2 sqrt(n)] and 1, refined around the best by :meth:`Fabric.best_groups`."""
-    best = max(1, round(math.sqrt(n)))
-    lo, hi = max(1, best // 2), min(n, 2 * best)
-    step = max(1, (hi - lo) // 6)
-    return sorted({1, *range(lo, hi + 1, step), hi})
