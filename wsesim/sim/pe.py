@@ -677,10 +677,6 @@ def _lanes(prog: Program, src: Area | None, dst: Area, hidden: int, tokens: int 
     return _path(prog.kn, as_region(src), as_region(dst), hidden, tokens)
 
 
-def _center(a: Area) -> tuple[float, float]:
-    return (a.row0 + (a.rows - 1) / 2, a.col0 + (a.cols - 1) / 2)
-
-
 def transfer(kn: Kernels, rows: int, cols: int, elements: int,
              src: Area | None = None, dst: Area | None = None) -> OpResult:
     """Moving a vector of ``elements`` activations from one region to another on a
