@@ -64,7 +64,8 @@ def summarize(model: PerformanceModel, run: TileRun, fits: bool) -> dict[str, An
     hz = model.clock_hz
     wl = dep.workload
     seqs = run.sequences
-    closed_tpot = float(model.token_path().total) / hz
+    path = model.token_path()
+    closed_tpot = float(path.total) / hz
     if wl.output_tokens > 1:
         tpot = float(np.mean([(s.tokens[-1] - s.tokens[0]) / (len(s.tokens) - 1)
                               for s in seqs])) / hz
@@ -74,7 +75,6 @@ def summarize(model: PerformanceModel, run: TileRun, fits: bool) -> dict[str, An
         aggregate = wl.batch_size / tpot
     ttft = float(np.mean([s.ttft for s in seqs])) / hz
     prefill_done = max(s.ttft for s in seqs) / hz
-    path = model.token_path()
     busy, links = [], []
     for slot, fraction in run.busy_fraction():
         if slot.link is not None:

@@ -36,10 +36,6 @@ class Region:
     def center(self) -> tuple[float, float]:
         return (self.row0 + (self.rows - 1) / 2, self.col0 + (self.cols - 1) / 2)
 
-    def to_dict(self) -> dict[str, int]:
-        return {"wafer": self.wafer, "row": self.row0, "col": self.col0,
-                "rows": self.rows, "cols": self.cols}
-
 
 def apportion(weights: Sequence[float], total: int) -> list[int]:
     """Integer sizes >= 1 summing to ``total`` that minimize the largest weight/size.

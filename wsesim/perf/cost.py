@@ -45,6 +45,11 @@ class Cost:
 
     __rmul__ = __mul__
 
+    @property
+    def worst(self) -> float:
+        """The largest total (over context lengths, when the fields are arrays)."""
+        return float(np.max(self.total))
+
     def by_cause(self) -> dict[str, Num]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
@@ -54,6 +59,11 @@ def total_of(costs: "list[Cost]") -> Cost:
     for c in costs:
         out = out + c
     return out
+
+
+def cheapest(*costs: Cost) -> Cost:
+    """The cost whose worst case is least (the first of equals): a kernel choice."""
+    return min(costs, key=lambda c: c.worst)
 
 
 def stack(costs: "list[Cost]") -> Cost:

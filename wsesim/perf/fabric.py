@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from wsesim.perf.cost import Cost, Num
+from wsesim.perf.cost import Cost, Num, stack
 from wsesim.specs import HardwareProfile
 
 ALGORITHMS = ("chain", "tree", "two-level")
@@ -159,24 +159,12 @@ class Fabric:
                          ) -> tuple[str, int | None]:
         """The (algorithm, groups) that ``best_allreduce`` prices: the fastest for
         ``auto``, the fastest group count for two-level without ``groups``."""
-        def worst(c: Cost) -> float:
-            return float(np.max(c.total))
         options = ALGORITHMS if algorithm == "auto" else (algorithm,)
-        best: tuple[float, str, int | None] | None = None
-        for a in options:
-            if a == "two-level":
-                counts = [groups] if groups is not None else \
-                    [self.best_groups(n, elements, element_bytes)]
-                for g in counts:
-                    c = worst(self.allreduce(n, elements, element_bytes, a, g))
-                    if best is None or c < best[0]:
-                        best = (c, a, g)
-            else:
-                c = worst(self.allreduce(n, elements, element_bytes, a, groups))
-                if best is None or c < best[0]:
-                    best = (c, a, None)
-        assert best is not None
-        return best[1], best[2]
+        choices = [(a, (groups if groups is not None else
+                        self.best_groups(n, elements, element_bytes))
+                    if a == "two-level" else None) for a in options]
+        return min(choices,
+                   key=lambda c: self.allreduce(n, elements, element_bytes, *c).worst)
 
     def best_allreduce(self, n: int, elements: Num, element_bytes: float,
                        algorithm: str = "auto", groups: int | None = None) -> Cost:
@@ -186,10 +174,10 @@ class Fabric:
         if values.ndim == 0:
             return _best_allreduce(self, n, float(values), element_bytes, algorithm, groups)
         unique, where = np.unique(values, return_inverse=True)
-        costs = [_best_allreduce(self, n, float(u), element_bytes, algorithm, groups)
-                 for u in unique]
-        return Cost(*(np.array([float(np.asarray(getattr(c, f.name))) for c in costs])
-                      [where].reshape(values.shape) for f in fields(Cost)))
+        each = stack([_best_allreduce(self, n, float(u), element_bytes, algorithm, groups)
+                      for u in unique])
+        return Cost(*(getattr(each, f.name)[where].reshape(values.shape)
+                      for f in fields(Cost)))
 
     def transfer(self, hops: float, turns: int, elements: Num, element_bytes: float
                  ) -> Cost:
@@ -210,8 +198,7 @@ class Fabric:
 @lru_cache(maxsize=1 << 16)
 def _best_groups(fabric: Fabric, n: int, elements: float, element_bytes: float) -> int:
     def time(g: int) -> float:
-        return float(np.max(fabric.allreduce(n, elements, element_bytes, "two-level",
-                                             g).total))
+        return fabric.allreduce(n, elements, element_bytes, "two-level", g).worst
     # With g groups the chains inside groups take about n/(2g) stages of one hop, ramps
     # and an add each, the chain over the roots about g/2 ramps and adds (its hops add
     # up to about n/2 whatever g): least near g* = sqrt(n (hop + 2 ramp + add) /
@@ -229,10 +216,9 @@ def _binomial(fabric: Fabric, size: int, elements: float, element_bytes: float) 
 @lru_cache(maxsize=1 << 16)
 def _best_allreduce(fabric: Fabric, n: int, elements: float, element_bytes: float,
                     algorithm: str, groups: int | None) -> Cost:
-    if algorithm != "auto":
-        return fabric.allreduce(n, elements, element_bytes, algorithm, groups)
-    return min((fabric.allreduce(n, elements, element_bytes, a, groups)
-                for a in ALGORITHMS), key=lambda c: float(np.max(c.total)))
+    return fabric.allreduce(n, elements, element_bytes,
+                            *fabric.choose_allreduce(n, elements, element_bytes, algorithm,
+                                                     groups))
 
 
 def _later(a: Cost, b: Cost) -> Cost:
@@ -240,8 +226,8 @@ def _later(a: Cost, b: Cost) -> Cost:
     pick = np.asarray(b.total) > np.asarray(a.total)
     if pick.ndim == 0:
         return b if bool(pick) else a
-    return Cost(*(np.where(pick, getattr(b, f), getattr(a, f)) for f in
-                  ("compute", "dequant", "latency", "bandwidth", "overhead", "interwafer")))
+    return Cost(*(np.where(pick, getattr(b, f.name), getattr(a, f.name))
+                  for f in fields(Cost)))
 
 
 def group_layout(n: int, groups: int) -> tuple[int, int, list[int]]:

@@ -17,7 +17,7 @@ import numpy as np
 
 from wsesim.mapping.layout import Region
 from wsesim.mapping.plan import Plan, Stage
-from wsesim.perf.cost import CAUSES, Cost, stack, total_of
+from wsesim.perf.cost import Cost, stack, total_of
 from wsesim.perf.paths import lane_plan
 from wsesim.perf.stages import Kernels, prefill_cost, stage_cost
 
@@ -48,8 +48,7 @@ class PerformanceModel:
     plan: Plan
     kernels: Kernels
     segments: list[Segment]
-    link_decode: Cost        # one token's activation from one wafer to the next
-    link_prefill: Cost       # one prefill chunk's activations (arrays over chunks)
+    links: list[tuple[Cost, Cost]]  # wafer w -> w+1: one token, one prefill chunk
     feedback: Cost           # the sampled token back to the embedding stage
     decode_contexts: np.ndarray
     chunk_tokens: np.ndarray
@@ -57,10 +56,11 @@ class PerformanceModel:
     notes: list[str] = field(default_factory=list)
     _mean_path: Cost | None = field(default=None, repr=False)
 
-    def link_timing(self, phase: str) -> tuple[np.ndarray, np.ndarray]:
-        """(occupancy, delay) of the inter-wafer link per decode step or prefill chunk:
-        the wavelets hold the link; the edge paths and the link latency do not."""
-        cost = self.link_decode if phase == "decode" else self.link_prefill
+    def link_timing(self, phase: str, boundary: int) -> tuple[np.ndarray, np.ndarray]:
+        """(occupancy, delay) of the link from wafer ``boundary`` to the next, per decode
+        step or prefill chunk: the wavelets hold the link; the paths to and from the
+        wafers' edges and the link latency do not."""
+        cost = self.links[boundary][0 if phase == "decode" else 1]
         n = len(self.decode_contexts if phase == "decode" else self.chunk_tokens)
         nbytes = self.plan.deployment.model.hidden_size * self.kernels.act_bytes * (
             1 if phase == "decode" else self.chunk_tokens)
@@ -95,7 +95,7 @@ class PerformanceModel:
                           else float(np.broadcast_to(v, (steps,))[step])
                           for v in c.by_cause().values()))
         parts = [at(e.decode) for s in self.segments for e in s.elements]
-        parts += [at(self.link_decode)] * (len(self.segments) - 1)
+        parts += [at(decode) for decode, _ in self.links]
         parts.append(at(self.feedback))
         return total_of(parts)
 
@@ -116,9 +116,11 @@ class PerformanceModel:
                 occ = float(np.mean(_occupancy(e, "decode")))
                 if best is None or occ > best[2]:
                     best = (e.name, e.decode, occ)
-        link = float(np.mean(self.link_decode.interwafer)) if len(self.segments) > 1 else 0
-        if best is None or link > best[2]:
-            best = ("inter-wafer link", self.link_decode, link)
+        for w, (decode, _) in enumerate(self.links):
+            occ = float(np.mean(self.link_timing("decode", w)[0]))
+            if best is None or occ > best[2]:
+                best = ("inter-wafer link", decode, occ)
+        assert best is not None
         return best
 
 
@@ -129,8 +131,7 @@ def max_tokens_per_cycle(model: "PerformanceModel") -> float:
     steps = len(model.decode_contexts)
     rows = [np.broadcast_to(_occupancy(e, "decode"), (steps,))
             for seg in model.segments for e in seg.elements]
-    if len(model.segments) > 1:
-        rows.append(model.link_timing("decode")[0])
+    rows += [model.link_timing("decode", w)[0] for w in range(len(model.links))]
     return 1.0 / float(np.max(np.min(np.stack(rows), axis=1)))
 
 
@@ -193,7 +194,8 @@ def closed_form_costs(kn: Kernels, stage: Stage, contexts: np.ndarray,
     per_chunk: dict[tuple[int, int], Cost] = {}
     keys = []
     for t, end in zip(chunk_tokens.tolist(), chunk_ends.tolist()):
-        # only attention depends on where the chunk is in the prompt
+        # only attention (how far back it looks) and the LM head (only the prompt's
+        # last chunk needs logits) depend on where the chunk is in the prompt
         k = (t, end if stage.content.part in ("attention", "lm_head") else 0)
         if k not in per_chunk:
             per_chunk[k] = prefill_cost(kn, stage.content, r.rows, r.cols, t, end)
@@ -258,17 +260,18 @@ def build_model(plan: Plan, coster: StageCoster = closed_form_costs) -> Performa
         segments.append(Segment(wp.wafer, elements))
 
     bytes_per_token = hidden * kn.act_bytes
-    last = plan.wafers[0].stages[-1].region
-    link_decode = _edge_out(kn, last, grid_cols, hidden, 1) + kn.fabric.interwafer(
-        bytes_per_token)
-    link_prefill = _edge_out(kn, last, grid_cols, hidden, chunk_tokens) + \
-        kn.fabric.interwafer(bytes_per_token * chunk_tokens)
+    links = []
+    for wp in plan.wafers[:-1]:  # the way in on the next wafer is its first path
+        last = wp.stages[-1].region
+        links.append(tuple(_edge_out(kn, last, grid_cols, hidden, tokens)
+                           + kn.fabric.interwafer(bytes_per_token * tokens)
+                           for tokens in (1, chunk_tokens)))
     head, embed = plan.wafers[-1].stages[-1].region, plan.wafers[0].stages[0].region
     feedback = kn.fabric.transfer(*_hops(head, embed), 1, 4)
     if len(plan.wafers) > 1:
         feedback = feedback + kn.fabric.interwafer(4)
-    return PerformanceModel(plan, kn, segments, link_decode, link_prefill, feedback,
-                            decode_contexts, chunk_tokens, stage_decode, notes)
+    return PerformanceModel(plan, kn, segments, links, feedback, decode_contexts,
+                            chunk_tokens, stage_decode, notes)
 
 
 def dominant_cause(cost: Cost) -> tuple[str, float]:
@@ -279,4 +282,4 @@ def dominant_cause(cost: Cost) -> tuple[str, float]:
     return name, parts[name] / total
 
 
-__all__ = ["CAUSES", "PerformanceModel", "build_model", "dominant_cause"]
+__all__ = ["PerformanceModel", "build_model", "dominant_cause"]

@@ -1,5 +1,5 @@
 """Closed-form cycles of each stage's work for one token (decode) or a chunk of prompt
-tokens (prefill), and of moving activations between stages and wafers.
+tokens (prefill). Moving activations between stages is in ``wsesim.perf.model``.
 
 A stage runs on its R x C region the operations of its part of a LLaMA layer, the way
 WaferLLM's kernels do: a matrix-vector product is a local block product followed by an
@@ -18,7 +18,7 @@ import numpy as np
 from wsesim.mapping.plan import StageContent
 from wsesim.mapping.tiling import TensorBlock
 from wsesim.perf.compute import PECompute
-from wsesim.perf.cost import Cost, Num, total_of
+from wsesim.perf.cost import Cost, Num, cheapest, total_of
 from wsesim.perf.fabric import Fabric
 from wsesim.specs import Deployment
 
@@ -58,18 +58,14 @@ def _largest(tb: TensorBlock, rows: int, cols: int) -> tuple[int, int, int]:
 def _linear(kn: Kernels, tb: TensorBlock, rows: int, cols: int, tokens: Num) -> Cost:
     """Local products for ``tokens`` tokens, dequantization, the partial-sum allreduce."""
     k, n, reduce_over = _largest(tb, rows, cols)
-    local = kn.pe.gemv(k, n) * tokens if np.all(np.asarray(tokens) == 1) else \
-        _gemm_local(kn.pe, tokens, k, n)
-    return local + kn.pe.dequant(tb.fmt, k * n) + kn.allreduce(reduce_over, n * tokens)
+    return (_gemm_local(kn.pe, tokens, k, n) + kn.pe.dequant(tb.fmt, k * n)
+            + kn.allreduce(reduce_over, n * tokens))
 
 
 def _gemm_local(pe: PECompute, tokens: Num, k: int, n: int) -> Cost:
     """A chunk of tokens through a weight block: the cheaper of one instruction per
     (input, output) over the tokens or one per (token, input) over the outputs."""
-    by_pairs = pe.gemm(tokens, k, n)
-    by_tokens = pe.gemv(k, n) * tokens
-    return by_pairs if float(np.max(by_pairs.total)) <= float(np.max(by_tokens.total)) \
-        else by_tokens
+    return cheapest(pe.gemm(tokens, k, n), pe.gemv(k, n) * tokens)
 
 
 def _norm(kn: Kernels, hidden_slice: int, reduce_over: int, tokens: Num) -> Cost:
@@ -91,9 +87,9 @@ def _fused(content: StageContent, names: tuple[str, ...]) -> TensorBlock:
     return replace(first, tensor=replace(first.tensor, rows=rows, name="+".join(names)))
 
 
-def _bias(kn: Kernels, content: StageContent, names: tuple[str, ...], n: int,
-          tokens: Num) -> Cost:
-    return kn.pe.vector(n * tokens) if _find(content, names[0] + ".bias") else Cost()
+def _bias(kn: Kernels, content: StageContent, matrix: str, n: int, tokens: Num) -> Cost:
+    """Adding a matrix's bias to its ``n`` outputs, if it has one."""
+    return kn.pe.vector(n * tokens) if _find(content, matrix + ".bias") else Cost()
 
 
 def attention_cost(kn: Kernels, content: StageContent, rows: int, cols: int,
@@ -116,7 +112,7 @@ def attention_cost(kn: Kernels, content: StageContent, rows: int, cols: int,
     parts = [
         _norm(kn, h_r, rows, tokens),
         _linear(kn, qkv, rows, cols, tokens),
-        _bias(kn, content, ("q_proj",), qkv_n, tokens),
+        _bias(kn, content, "q_proj", qkv_n, tokens),
         kn.pe.elementwise_op("rope", (q_cols + kv_cols) * tokens),
         kn.pe.vector(2 * kv_cols * tokens),                      # append K and V
         _gemm_local(kn.pe, tokens, q_cols, local_tokens),        # q . K for local tokens
@@ -131,7 +127,7 @@ def attention_cost(kn: Kernels, content: StageContent, rows: int, cols: int,
         _gemm_local(kn.pe, tokens, local_tokens, q_cols),        # weights . V
         kn.allreduce(rows, q_cols * tokens),
         _linear(kn, o, rows, cols, tokens),
-        _bias(kn, content, ("o_proj",), h_r, tokens),
+        _bias(kn, content, "o_proj", h_r, tokens),
         kn.pe.vector(h_r * tokens),                              # residual add
     ]
     return total_of(parts)
@@ -148,10 +144,10 @@ def mlp_cost(kn: Kernels, content: StageContent, rows: int, cols: int,
     return total_of([
         _norm(kn, h_r, rows, tokens),
         _linear(kn, gate_up, rows, cols, tokens),
-        _bias(kn, content, ("gate_proj",), both, tokens),
+        _bias(kn, content, "gate_proj", both, tokens),
         kn.pe.elementwise_op("silu", f * tokens) + kn.pe.vector(f * tokens),
         _linear(kn, down, rows, cols, tokens),
-        _bias(kn, content, ("down_proj",), h_r, tokens),
+        _bias(kn, content, "down_proj", h_r, tokens),
         kn.pe.vector(h_r * tokens),
     ])
 
@@ -196,7 +192,7 @@ def _mesh_step(kn: Kernels, compute: Cost, tile_a: Num, tile_b: Num) -> Cost:
     """One Cannon step: the local tile product overlaps the two-hop shift of both
     tiles; the step ends when both are done, then pays its synchronization."""
     shift = kn.fabric.transfer(2, 0, np.maximum(tile_a, tile_b), kn.act_bytes)
-    slower = compute if float(np.max(compute.total)) >= float(np.max(shift.total)) \
+    slower = compute if compute.worst >= shift.worst \
         else Cost(latency=shift.latency, bandwidth=shift.bandwidth)
     return slower + Cost(overhead=kn.fabric.step)
 
@@ -293,5 +289,5 @@ def prefill_cost(kn: Kernels, content: StageContent, rows: int, cols: int, token
                 if content.part == "attention"
                 else mlp_prefill_meshgemm(kn, content, rows, cols, tokens))
         one_by_one = stage_cost(kn, content, rows, cols, context) * tokens
-        return min(mesh, one_by_one, key=lambda c: float(np.max(c.total)))
+        return cheapest(mesh, one_by_one)
     return stage_cost(kn, content, rows, cols, context, tokens)

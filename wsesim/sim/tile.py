@@ -74,7 +74,7 @@ class Pipeline:
             {"decode": back_delay, "prefill": 0.0})
         for w, seg in enumerate(model.segments):
             if w > 0:
-                timing = {p: model.link_timing(p) for p in PHASES}
+                timing = {p: model.link_timing(p, w - 1) for p in PHASES}
                 add(Slot(f"link wafer {w - 1} -> {w}", None, None, False, w - 1),
                     {p: timing[p][0] for p in PHASES}, {p: timing[p][1] for p in PHASES})
             for e in seg.elements:
