@@ -78,6 +78,15 @@ def test_models_and_profiles_are_listed(capsys):
     assert "w3.5-g128" in capsys.readouterr().out
 
 
+def test_unwritable_output_is_one_line(tmp_path, capsys):
+    taken = tmp_path / "a-file"
+    taken.write_text("not a folder")
+    assert main(["run", "examples/llama-3.1-8b-bf16-wse3.yaml", "--format", "json",
+                 "--plots", str(taken)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: {taken}")
+
+
 def test_console_script_entry_point_is_declared():
     import tomllib
     from pathlib import Path

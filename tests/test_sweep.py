@@ -164,9 +164,9 @@ def test_resume_skips_points_already_present(tmp_path, monkeypatch):
 
 
 def test_same_rows_serially_in_processes_and_on_dask(serial_rows):
-    distributed = pytest.importorskip("distributed")
     in_processes = run_sweep(spec(), workers=2).rows
     assert canonical(in_processes) == canonical(serial_rows)
+    distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
                                   protocol="tcp", dashboard_address=None) as cluster:
         address = cluster.scheduler_address.removeprefix("tcp://")
@@ -195,11 +195,10 @@ def test_cli_sweep_writes_results_and_charts(tmp_path, capsys):
 
 
 def test_example_sweep_files_are_valid(root):
-    for path in sorted((root / "examples").glob("sweep-*.yaml")):
-        s = load_sweep(path)
-        assert s.points()
     big = load_sweep(root / "examples" / "sweep-wafers-bits.yaml")
     assert len(big.points()) == 3 * 4 * 8
+    small = run_sweep(root / "examples" / "sweep-small.yaml", charts=False)
+    assert len(small.rows) == 18 and not small.failed_rows
 
 
 BAD = [
@@ -242,8 +241,10 @@ def test_malformed_yaml_and_bad_executor(tmp_path, capsys, monkeypatch):
     assert main(["sweep", str(path)]) == 2
     assert capsys.readouterr().err.startswith(f"error: {path}: (top level): malformed YAML")
     path.write_text(yaml.safe_dump(spec()))
-    assert main(["sweep", str(path), "--executor", "tcp://x:1"]) == 2
+    out = tmp_path / "never"
+    assert main(["sweep", str(path), "--executor", "tcp://x:1", "--out", str(out)]) == 2
     assert "--executor: expected dask://HOST:PORT" in capsys.readouterr().err
+    assert not out.exists()  # checked before anything is written
     monkeypatch.setitem(__import__("sys").modules, "distributed", None)
     with pytest.raises(SpecError, match="distributed extra"):
         run_sweep(spec(), executor="dask://127.0.0.1:1")
@@ -287,3 +288,18 @@ def test_model_swept_by_name_and_key_inside_it(root):
     rows = run_sweep(s).rows
     assert [r["error"] for r in rows] == ["", ""]
     assert rows[1]["parameters"] > rows[0]["parameters"]
+
+
+def test_workers_failing_is_one_line_not_a_traceback(tmp_path, capsys, monkeypatch):
+    from wsesim import sweeps
+
+    def dead(*args, **kwargs):
+        raise sweeps.SweepInterrupted("the sweep's workers failed (BrokenProcessPool)")
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(sweeps, "execute", dead)
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(spec()))
+    assert main(["sweep", str(path), "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "workers failed" in err

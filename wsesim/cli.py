@@ -34,9 +34,6 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from wsesim.sweeps import default_workers, load_sweep, run_sweep, slug
 
     spec = load_sweep(args.file)
-    if args.executor is not None and not args.executor.startswith("dask://"):
-        raise SpecError(args.file, "--executor",
-                        f"expected dask://HOST:PORT, got {args.executor!r}")
     out = Path(args.out) if args.out else Path("sweep-out") / slug(spec.name)
     outcome = run_sweep(spec, out, workers=args.workers or default_workers(),
                         executor=args.executor)
@@ -163,6 +160,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SpecError as exc:
         print(exc.line(), file=sys.stderr)
         return 2
+    except OSError as exc:  # an output path that cannot be written (--out, --plots...)
+        where = exc.filename if exc.filename is not None else args.command
+        print(f"error: {where}: (top level): {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:  # the sweep's workers stopped (SweepInterrupted)
+        print(f"error: {args.command}: (top level): {' '.join(str(exc).split())}",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

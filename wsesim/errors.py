@@ -16,9 +16,12 @@ class SpecError(Exception):
         self.message = message
         super().__init__(self.line())
 
+    def keyed(self) -> str:
+        """``<key.path>: <what is wrong>`` (the line without its file)."""
+        return f"{self.key or '(top level)'}: {self.message}"
+
     def line(self) -> str:
-        key = self.key or "(top level)"
-        return f"error: {self.source}: {key}: {self.message}"
+        return f"error: {self.source}: {self.keyed()}"
 
 
 class KeyedError(Exception):

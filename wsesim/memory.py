@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any, Callable
 
 import numpy as np
 import numpy.typing as npt
@@ -238,21 +239,31 @@ class MemoryLedger:
     def fits(self) -> bool:
         return self.fullest_pe().bytes <= self.pe_sram_bytes
 
+    def _paint(self, index: int, fill: Any, dtype: Any, value: Callable) -> Array:
+        """A whole-grid array of one wafer: ``fill`` off every region, ``value(region)``
+        on each region's PEs."""
+        out = np.full(self.deployment.grid_shape, fill, dtype)
+        for r in self.regions:
+            if r.region.wafer == index:
+                out[_window(r.region)] = value(r)
+        return out
+
+    def used_map(self, index: int) -> Array:
+        """Bytes per PE of one wafer, runtime reserve included (not cached)."""
+        return self._paint(index, self.reserve_bytes, np.int64, lambda r: r.used)
+
+    def stage_map(self, index: int) -> npt.NDArray[np.int32]:
+        """Stage index per PE of one wafer: -1 none, -2 several (``sequential``)."""
+        return self._paint(index, -1, np.int32,
+                           lambda r: r.stages[0].index if len(r.stages) == 1 else -2)
+
     def wafer(self, index: int) -> WaferMemory:
-        """Whole-grid arrays of one wafer (built once, on first use)."""
+        """Whole-grid arrays of one wafer by category (built once, on first use)."""
         if index not in self._wafers:
-            rows, cols = self.deployment.grid_shape
-            arrays = {c: np.zeros((rows, cols), np.int64) for c in CATEGORIES}
-            stage_map = np.full((rows, cols), -1, np.int32)
-            for r in self.regions:
-                if r.region.wafer != index:
-                    continue
-                window = _window(r.region)
-                for c in CATEGORIES:
-                    arrays[c][window] = getattr(r, c)
-                stage_map[window] = r.stages[0].index if len(r.stages) == 1 else -2
-            self._wafers[index] = WaferMemory(index, *(arrays[c] for c in CATEGORIES),
-                                              self.reserve_bytes, stage_map)
+            arrays = [self._paint(index, 0, np.int64, lambda r, c=c: getattr(r, c))
+                      for c in CATEGORIES]
+            self._wafers[index] = WaferMemory(index, *arrays, self.reserve_bytes,
+                                              self.stage_map(index))
         return self._wafers[index]
 
     @property

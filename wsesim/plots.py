@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -31,6 +30,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from wsesim.result import Result
+from wsesim.sweeps import point_key, slug
 
 KINDS = ("placement", "sram", "utilization")
 BITS_KEY = "quantization.weights.bits"  # the sweep parameter drawn as one line per value
@@ -53,6 +53,7 @@ RAMP = (0.35, 1.0)                    # the part of each ramp used (light to dar
 
 PANEL_INCHES = 4.6                    # the longer side of one wafer's panel
 MAX_SIDE_BY_SIDE_PIXELS = 1500        # decimate grids beyond this many px per panel side
+MAX_HELD_WAFERS = 16                  # wafers whose SRAM arrays one figure holds at once
 
 
 class PlotFiles(list):
@@ -75,17 +76,7 @@ def wafer_arrays(result: Result, wafer: int) -> tuple[npt.NDArray[np.int64],
     if ledger is None:
         raise ValueError("this result carries no ledger (a Result read back from JSON "
                          "has no per-PE arrays); plot the Result that simulate() returns")
-    rows, cols = ledger.deployment.grid_shape
-    used = np.full((rows, cols), ledger.reserve_bytes, np.int64)
-    stage_map = np.full((rows, cols), -1, np.int32)
-    for r in ledger.regions:
-        reg = r.region
-        if reg.wafer != wafer:
-            continue
-        window = (slice(reg.row0, reg.row0 + reg.rows), slice(reg.col0, reg.col0 + reg.cols))
-        used[window] = r.used
-        stage_map[window] = r.stages[0].index if len(r.stages) == 1 else -2
-    return used, stage_map
+    return ledger.used_map(wafer), ledger.stage_map(wafer)
 
 
 def overflow_mask(used: npt.ArrayLike, sram_bytes: int) -> npt.NDArray[np.bool_]:
@@ -115,8 +106,12 @@ def stage_busy_map(source: Any) -> dict[int, float] | None:
                     "{'stage': index, 'busy': fraction}")
 
 
-def _decimation(rows: int, cols: int, max_pixels: int) -> int:
-    return max(1, math.ceil(max(rows, cols) / max_pixels))
+def _decimation(rows: int, cols: int, panels: int) -> int:
+    """PEs per image pixel along each axis: every PE of a single wafer; side by side,
+    at most MAX_SIDE_BY_SIDE_PIXELS per panel side."""
+    if panels == 1:
+        return 1
+    return max(1, math.ceil(max(rows, cols) / MAX_SIDE_BY_SIDE_PIXELS))
 
 
 def _block_max(a: np.ndarray, k: int) -> np.ndarray:
@@ -187,9 +182,8 @@ def _panel_grid(n: int, aspect: float) -> tuple[int, int]:
 
 
 def _new_figure(rows: int, cols: int, n: int, dpi: int, extra_width: float,
-                extra_height: float) -> tuple[Figure, list, float]:
-    """A figure with ``n`` panels sized to the grid's aspect; returns the panel size in
-    inches too (to decide how much to decimate)."""
+                extra_height: float) -> tuple[Figure, list]:
+    """A figure with ``n`` panels sized to the grid's aspect."""
     aspect = rows / cols
     prow, pcol = _panel_grid(n, aspect)
     side = PANEL_INCHES if n == 1 else max(1.6, PANEL_INCHES * 1.6 / max(prow, pcol) ** 0.5)
@@ -203,7 +197,7 @@ def _new_figure(rows: int, cols: int, n: int, dpi: int, extra_width: float,
     axes = fig.subplots(prow, pcol, squeeze=False).ravel().tolist()
     for ax in axes[n:]:
         ax.set_visible(False)
-    return fig, axes[:n], max(w, h)
+    return fig, axes[:n]
 
 
 def _show(ax, image: np.ndarray, rows: int, cols: int, **kwargs):
@@ -279,8 +273,8 @@ def placement_figure(result: Result, wafers: int | Sequence[int] | None = None,
                  and s.region.wafer in wl]
     layers = (min(layer_ids), max(layer_ids)) if layer_ids else (0, 0)
     lut = placement_colors(result, layers)
-    fig, axes, side = _new_figure(rows, cols, len(wl), dpi, 2.2, 1.2)
-    k = _decimation(rows, cols, MAX_SIDE_BY_SIDE_PIXELS if len(wl) > 1 else 10 ** 9)
+    fig, axes = _new_figure(rows, cols, len(wl), dpi, 2.2, 1.2)
+    k = _decimation(rows, cols, len(wl))
     sequential = result.strategy == "sequential"
     parts_seen: set[str] = set()
     for ax, w in zip(axes, wl):
@@ -348,9 +342,12 @@ def sram_figure(result: Result, wafers: int | Sequence[int] | None = None,
     wl = _wafer_list(result, wafers)
     rows, cols = result.ledger.deployment.grid_shape
     sram = result.hardware.pe_sram_bytes
-    fig, axes, _ = _new_figure(rows, cols, len(wl), dpi, 1.6, 1.0)
-    k = _decimation(rows, cols, MAX_SIDE_BY_SIDE_PIXELS if len(wl) > 1 else 10 ** 9)
-    arrays = [wafer_arrays(result, w)[0] for w in wl] if len(wl) <= 16 else None
+    fig, axes = _new_figure(rows, cols, len(wl), dpi, 1.6, 1.0)
+    k = _decimation(rows, cols, len(wl))
+    # holding every wafer's array at once (~7 MB per WSE-3 wafer) lets the scale see
+    # them all; past MAX_HELD_WAFERS they are read one at a time and the scale starts at 0
+    arrays = [wafer_arrays(result, w)[0] for w in wl] if len(wl) <= MAX_HELD_WAFERS \
+        else None
     peak = max(int(a.max()) for a in arrays) if arrays else max(
         p.max_pe_bytes for p in result.partition)
     # the scale starts at 0 %, or, when 95 % of the PEs are more than half full, at the
@@ -416,8 +413,8 @@ def utilization_figure(result: Result, wafers: int | Sequence[int] | None = None
     perf = result.performance or {}
     interwafer = [float(b) for b in perf.get("link_busy") or []
                   if isinstance(b, (int, float))]  # one per wafer-to-wafer link
-    fig, axes, _ = _new_figure(rows, cols, len(wl), dpi, 1.6, 1.0)
-    k = _decimation(rows, cols, MAX_SIDE_BY_SIDE_PIXELS if len(wl) > 1 else 10 ** 9)
+    fig, axes = _new_figure(rows, cols, len(wl), dpi, 1.6, 1.0)
+    k = _decimation(rows, cols, len(wl))
     cmap = matplotlib.colormaps["inferno"].with_extremes(bad=NO_DATA)
     busy = busy or {}
     panels = []
@@ -488,10 +485,6 @@ def save(fig: Figure, path: str | Path, dpi: int | None = None) -> Path:
     return path
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "deployment"
-
-
 def pe_link_busy(result: Result) -> list[np.ndarray] | None:
     """Per-PE link busy fractions of a ``simulation: {fidelity: pe}`` run (the busiest
     of each router's four outgoing links, one rows x cols array per wafer), or None
@@ -526,7 +519,7 @@ def write_plots(result: Result, out_dir: str | Path, fmt: str = "png",
         raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    stem = _slug(result.name)
+    stem = slug(result.name, "deployment")
     files = PlotFiles()
     busy = stage_busy_map(stage_busy if stage_busy is not None else result)
     links = link_busy if link_busy is not None else (
@@ -596,9 +589,9 @@ def _chart(rows: list[dict[str, Any]], param_keys: Sequence[str], x: str, y: str
         xv, yv = _num(r.get(x)), _num(r.get(y))
         if xv is None or yv is None or r.get("error"):
             continue
-        pk = tuple(_key({"v": r.get(k)}) for k in panel_keys)
+        pk = tuple(point_key({"v": r.get(k)}) for k in panel_keys)
         sv = r.get(series) if series else None
-        panels.setdefault(pk, {}).setdefault(_key({"v": sv}), {}).setdefault(xv, r)
+        panels.setdefault(pk, {}).setdefault(point_key({"v": sv}), {}).setdefault(xv, r)
     if not panels:
         return None, [f"{path.name} skipped: no successful point has both {x} and {y}"]
     keys = list(panels)
@@ -718,7 +711,3 @@ def write_sweep_charts(rows: list[dict[str, Any]], out: str | Path,
     else:
         notes.append("min-wafers chart skipped: workload.context_length is not swept")
     return paths, notes
-
-
-def _key(params: Mapping[str, Any]) -> str:
-    return json.dumps(params, sort_keys=True, separators=(",", ":"), default=str)

@@ -48,23 +48,22 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from wsesim.errors import SpecError
+from wsesim.specs.yamlio import did_you_mean
 
 SWEEP_KEYS = ("name", "base", "grid", "zip", "performance")
 FORMAT_TENSORS = ("weights", "embeddings", "kv_cache", "activations")
 # groups given to an integer format swept from a float base (as the *-g128 presets)
 DEFAULT_INT_GROUPS = {"group_size": 128, "scale_bits": 16, "zero_bits": 16}
 
-# columns every row has (None when the point failed), after the point's parameters
-RESULT_COLUMNS = (
-    "name", "model_name", "parameters", "hardware_name", "strategy", "wafers", "fits",
-    "min_wafers", "weights_bytes", "quant_metadata_bytes", "kv_cache_bytes",
-    "activation_bytes", "runtime_reserved_bytes", "total_bytes", "capacity_bytes",
-    "pe_sram_bytes", "max_pe_bytes", "wafer_capacity_bytes", "max_wafer_used_bytes",
-)
 MEMORY_NUMBERS = (
     "weights_bytes", "quant_metadata_bytes", "kv_cache_bytes", "activation_bytes",
     "runtime_reserved_bytes", "total_bytes", "capacity_bytes", "pe_sram_bytes",
     "max_pe_bytes",
+)
+# columns every row has (None when the point failed), after the point's parameters
+RESULT_COLUMNS = (
+    "name", "model_name", "parameters", "hardware_name", "strategy", "wafers", "fits",
+    "min_wafers", *MEMORY_NUMBERS, "wafer_capacity_bytes", "max_wafer_used_bytes",
 )
 TAIL_COLUMNS = ("error", "point")
 
@@ -103,11 +102,6 @@ def point_key(params: Mapping[str, Any]) -> str:
     return json.dumps(params, sort_keys=True, separators=(",", ":"), default=str)
 
 
-def _did_you_mean(word: str, choices: Sequence[str]) -> str:
-    from wsesim.specs.yamlio import did_you_mean
-    return did_you_mean(word, list(choices))
-
-
 def _fields_of(cls: Any) -> dict[str, Any] | None:
     fields = getattr(cls, "__pydantic_fields__", None)
     if fields is None:
@@ -132,18 +126,19 @@ def check_key_path(key: str, source: str, where: str) -> None:
         if part not in fields:
             inside = ".".join(parts[:i]) or "a deployment"
             raise SpecError(source, where, f"'{part}' is not a key of {inside}"
-                            f"{_did_you_mean(part, list(fields))}; known keys: "
+                            f"{did_you_mean(part, list(fields))}; known keys: "
                             f"{', '.join(fields)}")
         annotation = fields[part].annotation
         candidates = [annotation, *getattr(annotation, "__args__", ())]
         owner = next((c for c in candidates if _fields_of(c) is not None), None)
 
 
-def _values(value: Any, source: str, where: str) -> list[Any]:
+def _list(value: Any, source: str, where: str, unique: bool = False) -> list[Any]:
+    """A non-empty list of values (``unique``: none twice)."""
     if not isinstance(value, list) or not value:
         raise SpecError(source, where, "expected a non-empty list of values")
     seen = set()
-    for v in value:
+    for v in value if unique else ():
         k = point_key({"v": v})
         if k in seen:
             raise SpecError(source, where, f"value {v!r} appears twice")
@@ -170,7 +165,7 @@ def load_sweep(spec: "str | Path | Mapping[str, Any] | SweepSpec",
         raise SpecError("<sweep>", "", "expected a sweep file path or a mapping")
     for key in data:
         if key not in SWEEP_KEYS:
-            hint = _did_you_mean(str(key), SWEEP_KEYS)
+            hint = did_you_mean(str(key), list(SWEEP_KEYS))
             raise SpecError(source, str(key), f"unknown key{hint}"
                             f" (known keys: {', '.join(SWEEP_KEYS)})")
     name = data.get("name", default_name)
@@ -199,13 +194,22 @@ def load_sweep(spec: "str | Path | Mapping[str, Any] | SweepSpec",
                         "deployment mapping")
 
     axes: list[tuple[tuple[str, ...], list[tuple[Any, ...]]]] = []
+    varied: set[str] = set()
+
+    def vary(key: str, where: str) -> None:
+        check_key_path(key, source, where)
+        if key in varied:
+            raise SpecError(source, where, "the same key is varied twice (grid and zip)")
+        varied.add(key)
+
     grid = data.get("grid")
     if grid is not None:
         if not isinstance(grid, dict):
             raise SpecError(source, "grid", "expected a mapping of dotted keys to lists")
         for key, values in grid.items():
-            check_key_path(key, source, f"grid.{key}")
-            axes.append(((key,), [(v,) for v in _values(values, source, f"grid.{key}")]))
+            vary(key, f"grid.{key}")
+            axes.append(((key,), [(v,) for v in _list(values, source, f"grid.{key}",
+                                                       unique=True)]))
     zipped = data.get("zip")
     if zipped is not None:
         groups = zipped if isinstance(zipped, list) else [zipped]
@@ -216,9 +220,8 @@ def load_sweep(spec: "str | Path | Mapping[str, Any] | SweepSpec",
                                 "lists of equal length")
             lists = {}
             for key, values in group.items():
-                check_key_path(key, source, f"{where}.{key}")
-                lists[key] = _values(values, source, f"{where}.{key}") if \
-                    len(group) == 1 else _list(values, source, f"{where}.{key}")
+                vary(key, f"{where}.{key}")
+                lists[key] = _list(values, source, f"{where}.{key}")
             first = next(iter(lists))
             for key, values in lists.items():
                 if len(values) != len(lists[first]):
@@ -235,19 +238,8 @@ def load_sweep(spec: "str | Path | Mapping[str, Any] | SweepSpec",
     if not axes:
         raise SpecError(source, "grid", "nothing to sweep: give grid (and/or zip) with "
                         "lists of values")
-    keys = [k for ks, _ in axes for k in ks]
-    for k in keys:
-        if keys.count(k) > 1:
-            raise SpecError(source, f"zip.{k}" if grid and k in grid else f"grid.{k}",
-                            "the same key is varied twice (grid and zip)")
     return SweepSpec(name.strip(), source, base_map, base_source, str(base_dir_used), axes,
                      performance)
-
-
-def _list(value: Any, source: str, where: str) -> list[Any]:
-    if not isinstance(value, list) or not value:
-        raise SpecError(source, where, "expected a non-empty list of values")
-    return value
 
 
 # ------------------------------------------------------------------ applying a point
@@ -285,26 +277,15 @@ def format_with_bits(current: Any, bits: Any) -> dict[str, Any]:
 def _as_mapping(path: list[str], value: Any, base_dir: Path) -> dict[str, Any]:
     """An intermediate value given in short form, as a mapping so a key under it can be
     set: a bare quantization preset, a format preset, a shipped model/profile name."""
-    from wsesim.paths import models_dir, profiles_dir
-    from wsesim.specs.yamlio import read_mapping
-
     where = ".".join(path)
     if path == ["quantization"]:
         return {"weights": value}
     if len(path) == 2 and path[0] == "quantization":
         return {"preset": value}
     if path in (["model"], ["hardware"]):
-        folder = models_dir() if path == ["model"] else profiles_dir()
-        for candidate in (folder / f"{value}.yaml", base_dir / str(value), Path(str(value))):
-            if candidate.is_file():
-                if candidate.suffix == ".json":
-                    from wsesim.specs.loading import model_from_hf_config
-                    return model_from_hf_config(read_mapping(candidate), candidate) \
-                        .model_dump(exclude_none=True)
-                data = read_mapping(candidate)
-                data.setdefault("name", candidate.stem)
-                return data
-        raise ValueError(f"{where}: no {path[0]} named {value!r} to set keys inside")
+        from wsesim.specs import load_hardware, load_model
+        loader = load_model if path == ["model"] else load_hardware
+        return loader(value, base_dir, key=where).model_dump(exclude_none=True)
     raise ValueError(f"{where} is {value!r}, not a mapping: cannot set keys inside it")
 
 
@@ -396,7 +377,7 @@ def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
 def error_line(exc: BaseException) -> str:
     """An exception as one line: a SpecError's ``key: what``, else ``Type: message``."""
     if isinstance(exc, SpecError):
-        text = f"{exc.key or '(top level)'}: {exc.message}"
+        text = exc.keyed()
     else:
         text = f"{type(exc).__name__}: {exc}"
     text = " ".join(text.split())
@@ -431,14 +412,16 @@ def run_point(base: Mapping[str, Any], params: Mapping[str, Any], source: str,
     return row
 
 
-def min_wafers_task(data: Mapping[str, Any], source: str, base_dir: str
-                    ) -> tuple[int | None, str]:
-    """Fewest wafers of a deployment mapping (its ``wafers`` ignored), shared by every
-    point of a sweep that differs only in ``wafers``; and the error, "" if none."""
+def min_wafers_task(base: Mapping[str, Any], params: Mapping[str, Any], source: str,
+                    base_dir: str) -> tuple[int | None, str]:
+    """Fewest wafers of the base with a point's keys set (its ``wafers`` ignored), shared
+    by every point of a sweep that differs only in ``wafers``; and the error, "" if
+    none. Runs in a worker, like the points."""
     from wsesim.fit import fewest_wafers
     from wsesim.specs import deployment_from_mapping
 
     try:
+        data = apply_point(base, params, base_dir)
         dep = deployment_from_mapping({**data, "wafers": "auto"}, source, Path(base_dir))
         return fewest_wafers(dep), ""
     except Exception as exc:  # noqa: BLE001 - reported in the rows that need it
@@ -447,16 +430,12 @@ def min_wafers_task(data: Mapping[str, Any], source: str, base_dir: str
 
 def _min_wafers_group(spec: "SweepSpec", params: Mapping[str, Any]
                       ) -> tuple[str, dict[str, Any]] | None:
-    """The key of the points sharing this point's fewest wafers (its mapping without
-    ``wafers`` and ``name``), or None when the point asks for ``wafers: auto`` (its
-    simulation finds them anyway) or cannot be applied (it will fail on its own)."""
-    try:
-        data = apply_point(spec.base, params, spec.base_dir)
-    except Exception:  # noqa: BLE001
+    """The key of the points sharing this point's fewest wafers (its parameters other
+    than ``wafers`` and ``name``) and those parameters, or None when the point asks for
+    ``wafers: auto`` (its simulation finds them anyway)."""
+    if params.get("wafers", spec.base.get("wafers", "auto")) == "auto":
         return None
-    if data.get("wafers", "auto") == "auto":
-        return None
-    rest = {k: v for k, v in data.items() if k not in ("wafers", "name")}
+    rest = {k: v for k, v in params.items() if k not in ("wafers", "name")}
     return point_key(rest), rest
 
 
@@ -646,10 +625,7 @@ def execute(spec: SweepSpec, todo: Sequence[Mapping[str, Any]], workers: int = 1
     one search (a task of its own), and each point simulates just its own wafer count."""
     if not todo:
         return
-    if isinstance(executor, str):
-        if not executor.startswith("dask://") or len(executor) <= len("dask://"):
-            raise SpecError(spec.source, "--executor",
-                            f"expected dask://HOST:PORT, got {executor!r}")
+    if isinstance(executor, str):  # dask://HOST:PORT, checked by run_sweep
         client = _dask_client(executor, spec.source)
         try:
             yield from _run_tasks(spec, todo, _DaskBackend(client))
@@ -758,7 +734,8 @@ def _run_tasks(spec: SweepSpec, todo: Sequence[Mapping[str, Any]],
         grouped = g in shared
         if grouped and g not in submitted:  # a group's search just before its points
             submitted.add(g)
-            futures[backend.submit(min_wafers_task, groups[g], *args)] = ("group", g)
+            futures[backend.submit(min_wafers_task, spec.base, groups[g],
+                                   *args)] = ("group", g)
         futures[backend.submit(run_point, spec.base, dict(params), *args,
                                not grouped, spec.performance)] = ("point", i)
     found: dict[str, tuple[int | None, str]] = {}   # group -> (min wafers, error)
@@ -859,6 +836,10 @@ def run_sweep(spec: "str | Path | Mapping[str, Any] | SweepSpec",
     ``"dask://HOST:PORT"``, a ``distributed.Client`` or a ``concurrent.futures``
     executor. ``progress`` None shows a bar only when stdout is a terminal."""
     spec = load_sweep(spec)
+    if isinstance(executor, str) and (not executor.startswith("dask://")
+                                      or len(executor) <= len("dask://")):
+        raise SpecError(spec.source, "--executor",
+                        f"expected dask://HOST:PORT, got {executor!r}")
     t0 = time.perf_counter()
     points = spec.points()
     store = ResultStore(out, spec.param_keys) if out is not None else None
@@ -891,15 +872,6 @@ def run_sweep(spec: "str | Path | Mapping[str, Any] | SweepSpec",
     return outcome
 
 
-def sweep(spec_or_path: "str | Path | Mapping[str, Any] | SweepSpec",
-          out: str | Path | None = None, workers: int = 1, executor: Any = None,
-          progress: bool | None = None) -> list[dict[str, Any]]:
-    """Run a sweep and return its rows (one dict per point, in point order). With
-    ``out`` the rows also go to ``out/results.{jsonl,csv}`` (resuming what is there)
-    and the charts are drawn; see :func:`run_sweep`."""
-    return run_sweep(spec_or_path, out, workers, executor, progress).rows
-
-
 def rows_to_dataframe(rows: Sequence[Mapping[str, Any]]) -> Any:
     """The rows as a pandas DataFrame (pandas is optional)."""
     try:
@@ -909,6 +881,6 @@ def rows_to_dataframe(rows: Sequence[Mapping[str, Any]]) -> Any:
     return pd.DataFrame(list(rows))
 
 
-def slug(name: str) -> str:
-    """A sweep name as a folder name."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "sweep"
+def slug(name: str, default: str = "sweep") -> str:
+    """A name as a file or folder name."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or default
