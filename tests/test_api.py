@@ -7,9 +7,9 @@ import subprocess
 import sys
 
 import yaml
+from conftest import tiny_hardware, tiny_model
 
 import wsesim
-from conftest import tiny_hardware, tiny_model
 
 DEPLOYMENT = {"name": "api-test", "model": tiny_model(), "hardware": tiny_hardware(8, 8),
               "wafers": 2, "quantization": "int4-g128",

@@ -6,6 +6,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 
 from wsesim.cli import main
 
@@ -62,26 +63,46 @@ def test_python_tag_is_an_error_never_executed(tmp_path, capsys):
     assert not marker.exists()
 
 
-def test_wrong_type(tmp_path, capsys):
-    path = write(tmp_path, GOOD.replace("batch_size: 1", "batch_size: many"))
-    assert_one_line(*run_cli(capsys, path), path, "workload.batch_size", "integer")
 
 
-def test_unknown_key_with_did_you_mean(tmp_path, capsys):
-    path = write(tmp_path, GOOD.replace("batch_size: 1", "batchsize: 1"))
-    assert_one_line(*run_cli(capsys, path), path, "workload.batchsize",
-                    "did you mean 'batch_size'?")
 
 
-def test_unknown_top_level_key(tmp_path, capsys):
-    path = write(tmp_path, GOOD + "wafer: 2\n")
-    assert_one_line(*run_cli(capsys, path), path, "wafer", "did you mean 'wafers'?")
+# Each kind of bad input: an edit of GOOD (replace ``old`` by ``new``; old "" appends),
+# the key path the one line must name, and words it must contain.
+KINDS = {
+    "wrong type": ("batch_size: 1", "batch_size: many", "workload.batch_size", "integer"),
+    "unknown key": ("batch_size: 1", "batchsize: 1", "workload.batchsize",
+                    "did you mean 'batch_size'?"),
+    "unknown top-level key": ("", "wafer: 2\n", "wafer", "did you mean 'wafers'?"),
+    "non-positive size": ("prompt_tokens: 16", "prompt_tokens: 0", "workload.prompt_tokens",
+                          "greater than 0"),
+    "unsupported bits": ("{weights: int4-g128}", "{weights: {bits: 5}}",
+                         "quantization.weights.bits", "bits must be one of"),
+    "unknown preset": ("int4-g128", "int4-g12", "quantization.weights", "did you mean"),
+    "group size that does not divide": (
+        "{weights: int4-g128}", "{weights: {preset: int4-g128, group_size: 4096}}",
+        "quantization.weights.group_size", "does not divide intermediate_size = 14336"),
+    "missing model": ("llama-3.1-8b", "llama-3.1-8c", "model", "did you mean 'llama-3.1-8b'?"),
+    "missing profile": ("hardware: wse3", "hardware: wse4", "hardware",
+                        "no hardware profile named"),
+    "missing required key": ("model: llama-3.1-8b\n", "", "model", "required"),
+    "context shorter than the sequence": (
+        "output_tokens: 16}", "output_tokens: 16, context_length: 20}", "workload",
+        "shorter than"),
+    "grid larger than the wafer": ("", "mapping: {grid: [2000, 10]}\n", "mapping.grid",
+                                   "larger than"),
+    "too many wafers": ("wafers: 1", "wafers: 99", "wafers", "more than the 34 units"),
+    "bad strategy": ("", "mapping: {strategy: zigzag}\n", "mapping.strategy", "pipeline"),
+    "grid too small for a pipeline": ("", "mapping: {strategy: pipeline, grid: [2, 2]}\n",
+                                      "mapping.grid", "do not fit on 2 x 2"),
+}
 
 
-def test_non_positive_size(tmp_path, capsys):
-    path = write(tmp_path, GOOD.replace("prompt_tokens: 16", "prompt_tokens: 0"))
-    assert_one_line(*run_cli(capsys, path), path, "workload.prompt_tokens",
-                    "greater than 0")
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_bad_value_is_one_located_line(kind, tmp_path, capsys):
+    old, new, key, words = KINDS[kind]
+    path = write(tmp_path, GOOD + new if not old else GOOD.replace(old, new))
+    assert_one_line(*run_cli(capsys, path), path, key, words)
 
 
 def test_zero_wafers(tmp_path, capsys):
@@ -90,22 +111,7 @@ def test_zero_wafers(tmp_path, capsys):
     assert code == 2 and err.startswith(f"error: {path}: wafers")
 
 
-def test_unsupported_bits(tmp_path, capsys):
-    path = write(tmp_path, GOOD.replace("{weights: int4-g128}", "{weights: {bits: 5}}"))
-    assert_one_line(*run_cli(capsys, path), path, "quantization.weights.bits",
-                    "bits must be one of")
 
-
-def test_unknown_preset(tmp_path, capsys):
-    path = write(tmp_path, GOOD.replace("int4-g128", "int4-g12"))
-    assert_one_line(*run_cli(capsys, path), path, "quantization.weights", "did you mean")
-
-
-def test_group_size_that_does_not_divide(tmp_path, capsys):
-    path = write(tmp_path, GOOD.replace("{weights: int4-g128}",
-                                        "{weights: {preset: int4-g128, group_size: 4096}}"))
-    assert_one_line(*run_cli(capsys, path), path, "quantization.weights.group_size",
-                    "does not divide intermediate_size = 14336")
 
 
 def test_odd_group_for_pairs(tmp_path, capsys):
@@ -115,15 +121,6 @@ def test_odd_group_for_pairs(tmp_path, capsys):
     assert code == 2 and "quantization.weights.group_size" in err and "even" in err
 
 
-def test_missing_model(tmp_path, capsys):
-    path = write(tmp_path, GOOD.replace("llama-3.1-8b", "llama-3.1-8c"))
-    assert_one_line(*run_cli(capsys, path), path, "model",
-                    "did you mean 'llama-3.1-8b'?")
-
-
-def test_missing_profile(tmp_path, capsys):
-    path = write(tmp_path, GOOD.replace("hardware: wse3", "hardware: wse4"))
-    assert_one_line(*run_cli(capsys, path), path, "hardware", "no hardware profile named")
 
 
 def test_bad_model_file_is_named(tmp_path, capsys):
@@ -146,30 +143,9 @@ def test_missing_deployment_file(tmp_path, capsys):
     assert_one_line(*run_cli(capsys, path), path, "(top level)", "file not found")
 
 
-def test_missing_required_key(tmp_path, capsys):
-    path = write(tmp_path, GOOD.replace("model: llama-3.1-8b\n", ""))
-    assert_one_line(*run_cli(capsys, path), path, "model", "required")
 
 
-def test_context_shorter_than_sequence(tmp_path, capsys):
-    path = write(tmp_path, GOOD.replace("output_tokens: 16}", "output_tokens: 16, "
-                                        "context_length: 20}"))
-    assert_one_line(*run_cli(capsys, path), path, "workload", "shorter than")
 
-
-def test_grid_larger_than_wafer(tmp_path, capsys):
-    path = write(tmp_path, GOOD + "mapping: {grid: [2000, 10]}\n")
-    assert_one_line(*run_cli(capsys, path), path, "mapping.grid", "larger than")
-
-
-def test_too_many_wafers(tmp_path, capsys):
-    path = write(tmp_path, GOOD.replace("wafers: 1", "wafers: 99"))
-    assert_one_line(*run_cli(capsys, path), path, "wafers", "more than the 34 units")
-
-
-def test_bad_strategy(tmp_path, capsys):
-    path = write(tmp_path, GOOD + "mapping: {strategy: zigzag}\n")
-    assert_one_line(*run_cli(capsys, path), path, "mapping.strategy", "pipeline")
 
 
 def test_bad_hardware_profile_number(tmp_path, capsys):

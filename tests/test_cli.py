@@ -88,8 +88,9 @@ def test_unwritable_output_is_one_line(tmp_path, capsys):
 
 
 def test_console_script_entry_point_is_declared():
-    import tomllib
     from pathlib import Path
+
+    import tomllib
     data = tomllib.loads(Path("pyproject.toml").read_text())
     assert data["project"]["scripts"]["wsesim"] == "wsesim.cli:main"
 

@@ -1,10 +1,10 @@
 """The per-PE ledger: hand-computed bytes on small grids, and invariants."""
 from __future__ import annotations
 
+from conftest import deployment, tiny_hardware, tiny_model
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import deployment, tiny_hardware, tiny_model
 from wsesim.fit import fewest_wafers, plan_fits
 from wsesim.mapping.plan import make_plan
 from wsesim.memory import build_ledger, fullest_pe_bytes

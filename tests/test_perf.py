@@ -5,21 +5,21 @@ import json
 
 import numpy as np
 import pytest
+from conftest import deployment, tiny_hardware, tiny_model
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import deployment, tiny_hardware, tiny_model
 from wsesim.cli import main
 from wsesim.mapping.plan import make_plan
 from wsesim.perf.compute import PECompute
 from wsesim.perf.cost import Cost
 from wsesim.perf.fabric import Fabric
 from wsesim.perf.model import _occupancy, build_model, max_tokens_per_cycle
-from wsesim.performance import decode_tokens_per_cycle
 from wsesim.perf.stages import Kernels, attention_cost, mlp_cost
+from wsesim.performance import decode_tokens_per_cycle
 from wsesim.quant import preset
-from wsesim.sim.tile import run_tile
 from wsesim.run import simulate
+from wsesim.sim.tile import run_tile
 
 # hop 1, ramp 2, no turn cost, add 1, 4-byte wavelets, 10 cycles per fabric phase
 FAB = Fabric(hop=1, ramp=2, turn=0, add=1, link_bytes=4, step=10,

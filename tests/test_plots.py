@@ -8,9 +8,9 @@ import json
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
+from conftest import tiny_hardware, tiny_model
 from matplotlib.figure import Figure
 
-from conftest import tiny_hardware, tiny_model
 from wsesim import plots
 from wsesim.cli import main
 from wsesim.run import simulate

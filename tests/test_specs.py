@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from conftest import deployment
+
 from wsesim.quant import preset
 from wsesim.specs import load_deployment, load_hardware
 

@@ -11,15 +11,21 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import tiny_hardware, tiny_model
+
 from wsesim.cli import main
 from wsesim.errors import SpecError
 from wsesim.quant import QuantFormat
 from wsesim.run import simulate
 from wsesim.specs import deployment_from_mapping
-from wsesim.sweeps import (apply_point, format_with_bits, load_sweep, point_key,
-                          rows_to_dataframe, run_sweep)
+from wsesim.sweeps import (
+    apply_point,
+    format_with_bits,
+    load_sweep,
+    point_key,
+    rows_to_dataframe,
+    run_sweep,
+)
 
 SWEEP_MODULE = importlib.import_module("wsesim.sweeps")  # for monkeypatching run_point
 

@@ -5,7 +5,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from wsesim.errors import SpecError
+from wsesim.errors import KeyedError, SpecError
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -14,7 +14,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from wsesim.specs import load_deployment
 
     dep = load_deployment(args.file)
-    result = simulate(dep, trace=args.trace is not None)
+    try:
+        result = simulate(dep, trace=args.trace is not None)
+    except KeyedError as exc:  # a key that validates alone but cannot be planned
+        raise SpecError(args.file, exc.key, exc.message) from None
     sys.stdout.write(RENDERERS[args.format](result))
     if args.trace is not None:
         from wsesim.trace import write_chrome_trace
@@ -159,6 +162,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except SpecError as exc:
         print(exc.line(), file=sys.stderr)
+        return 2
+    except KeyedError as exc:  # a key no file names (fabric-check's own options)
+        print(f"error: {args.command}: {exc.keyed()}", file=sys.stderr)
         return 2
     except OSError as exc:  # an output path that cannot be written (--out, --plots...)
         where = exc.filename if exc.filename is not None else args.command

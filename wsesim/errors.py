@@ -4,7 +4,16 @@ from __future__ import annotations
 from pathlib import Path
 
 
-class SpecError(Exception):
+class _Located:
+    key: str
+    message: str
+
+    def keyed(self) -> str:
+        """``<key.path>: <what is wrong>``."""
+        return f"{self.key or '(top level)'}: {self.message}"
+
+
+class SpecError(_Located, Exception):
     """Bad input, reported as one line ``error: <file>: <key.path>: <what is wrong>``.
 
     The CLI prints it on stderr and exits with code 2; nothing else is shown.
@@ -16,22 +25,19 @@ class SpecError(Exception):
         self.message = message
         super().__init__(self.line())
 
-    def keyed(self) -> str:
-        """``<key.path>: <what is wrong>`` (the line without its file)."""
-        return f"{self.key or '(top level)'}: {self.message}"
-
     def line(self) -> str:
         return f"error: {self.source}: {self.keyed()}"
 
 
-class KeyedError(Exception):
-    """A cross-field problem found inside validation, with the key path it belongs to.
+class KeyedError(_Located, Exception):
+    """A problem with the value of one key path, found before the file it came from is
+    known (inside validation or planning).
 
     Not a ``ValueError`` on purpose: pydantic lets it through unchanged, and the loader
-    turns it into a :class:`SpecError` naming the file.
+    (or the command) turns it into a :class:`SpecError` naming the file.
     """
 
     def __init__(self, key: str, message: str) -> None:
-        super().__init__(f"{key}: {message}")
         self.key = key
         self.message = message
+        super().__init__(self.keyed())

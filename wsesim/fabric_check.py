@@ -83,13 +83,11 @@ def check(op: str, rows: int, cols: int, elements: int, hardware: str = "wse2",
           layers: int = 4, strategy: str = "sequential") -> Any:
     """Run ``op`` at PE level and in closed form; returns a ``wsesim.sim.pe.OpResult``."""
     from wsesim.sim import pe
-    from wsesim.sim.limits import MAX_PES
-    if rows * cols > MAX_PES:
-        raise SpecError(SOURCE, "--grid", f"{rows} x {cols} = {rows * cols:,} PEs is more "
-                        f"than the PE fidelity's limit of {MAX_PES:,}")
+    from wsesim.sim.limits import too_large
+    why = too_large(rows, cols)
+    if why:
+        raise SpecError(SOURCE, "--grid", why)
     hidden = elements if op in ("attention", "layer", "model") else 256
-    if op in ("attention", "layer", "model") and hidden > 65536:
-        raise SpecError(SOURCE, "--elements", f"hidden size {hidden} is more than 65536")
     kn, plan = pe.kernels_for(hardware, rows, cols, hidden=hidden, context=context,
                               algorithm=algorithm, groups=groups,
                               layers=layers if op == "model" else 1,
@@ -116,15 +114,6 @@ def check(op: str, rows: int, cols: int, elements: int, hardware: str = "wse2",
     return pe.decode_token(plan, context)
 
 
-def _describe(kn: Any, op: str, elements: int, rows: int, cols: int) -> str:
-    if op != "allreduce":
-        return ""
-    n = cols
-    algorithm, groups = kn.fabric.choose_allreduce(n, elements, kn.act_bytes,
-                                                   kn.algorithm, kn.groups)
-    return f" ({algorithm}{f', {groups} groups' if algorithm == 'two-level' else ''})"
-
-
 def _causes(c: Any) -> str:
     parts = {k: float(np.asarray(v)) for k, v in c.by_cause().items()}
     total = sum(parts.values()) or 1.0
@@ -149,12 +138,10 @@ def main(args: argparse.Namespace) -> int:
     if fmt == "json":
         print(json.dumps(out))
         return 0
-    from wsesim.sim.pe import kernels_for
-    kn, _ = kernels_for(args.hardware, rows, cols, algorithm=algorithm, groups=groups)
     what = {"attention": "hidden", "layer": "hidden", "model": "hidden",
             "gemv": "matrix"}.get(op, "elements")
     size = f"{elements:,} x {elements:,}" if op == "gemv" else f"{elements:,}"
-    print(f"fabric-check {op}{_describe(kn, op, elements, rows, cols)} on {rows} x {cols} "
+    print(f"fabric-check {op} on {rows} x {cols} "
           f"PEs of {args.hardware}, {what} {size}"
           + (f", context {context}" if op in ("attention", "layer", "model") else ""))
     print(f"  PE level     {result.pe_cycles:>12,.1f} cycles  ({_causes(result.pe)})")

@@ -23,7 +23,6 @@ import numpy.typing as npt
 from wsesim.mapping.layout import Region
 from wsesim.mapping.plan import Plan, Stage
 from wsesim.quant import PackedBytes
-from wsesim.quant.sizes import block_bytes
 
 CATEGORIES = ("weights", "quant_metadata", "kv_cache", "activations")
 Array = npt.NDArray[np.int64]
@@ -75,7 +74,7 @@ def stage_bytes(stage: Stage) -> StageBytes:
     meta = np.zeros(shape, np.int64)
     by_tensor: dict[str, TensorTotals] = {}
     for tb in stage.tensors:
-        packed = block_bytes(tb.fmt, *_nkg(tb, rows, cols))
+        packed = tb.blocks(rows, cols)
         weights += packed.payload
         meta += packed.metadata
         by_tensor[tb.tensor.name] = _totals(packed, tb.whole(), shape)
@@ -86,11 +85,6 @@ def stage_bytes(stage: Stage) -> StageBytes:
         by_tensor["kv_cache"] = _totals(packed, stage.kv.whole(), shape)
     act = np.broadcast_to(stage.content.buffer_bytes(rows, cols), shape)
     return StageBytes(weights, meta, kv, act, by_tensor)
-
-
-def _nkg(tb, rows: int, cols: int):
-    k, groups, n = tb.cuts(rows, cols)
-    return n, k, groups
 
 
 @dataclass

@@ -9,8 +9,12 @@ import numpy as np
 from wsesim.mapping.plan import Plan
 from wsesim.perf.compute import dequant_key
 from wsesim.perf.cost import CAUSES
-from wsesim.perf.model import (PerformanceModel, build_model, dominant_cause,
-                               max_tokens_per_cycle)
+from wsesim.perf.model import (
+    PerformanceModel,
+    build_model,
+    dominant_cause,
+    max_tokens_per_cycle,
+)
 from wsesim.sim.tile import TileRun, run_tile
 
 

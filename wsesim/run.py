@@ -3,11 +3,18 @@ from __future__ import annotations
 
 from wsesim.fit import fewest_wafers
 from wsesim.mapping.plan import Plan, make_plan, max_wafers
+from wsesim.memory import CATEGORIES, MemoryLedger, TensorTotals, build_ledger
 from wsesim.performance import assumptions as performance_assumptions
 from wsesim.performance import simulate_performance
-from wsesim.memory import CATEGORIES, MemoryLedger, TensorTotals, build_ledger
-from wsesim.result import (FullestPESummary, HardwareSummary, MemorySummary, ModelSummary,
-                           RegionSummary, Result, WaferSummary)
+from wsesim.result import (
+    FullestPESummary,
+    HardwareSummary,
+    MemorySummary,
+    ModelSummary,
+    RegionSummary,
+    Result,
+    WaferSummary,
+)
 from wsesim.specs import Deployment
 
 LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")

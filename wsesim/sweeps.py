@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
-from wsesim.errors import SpecError
+from wsesim.errors import KeyedError, SpecError
 from wsesim.specs.yamlio import did_you_mean
 
 SWEEP_KEYS = ("name", "base", "grid", "zip", "performance")
@@ -376,7 +376,7 @@ def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
 
 def error_line(exc: BaseException) -> str:
     """An exception as one line: a SpecError's ``key: what``, else ``Type: message``."""
-    if isinstance(exc, SpecError):
+    if isinstance(exc, (SpecError, KeyedError)):
         text = exc.keyed()
     else:
         text = f"{type(exc).__name__}: {exc}"
@@ -817,8 +817,14 @@ def _progress(enabled: bool | None, total: int, name: str):
         enabled = sys.stdout.isatty()
     if not enabled or total == 0:
         return contextlib.nullcontext(None)
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
     # redrawn point by point (no refresh thread: worker processes fork safely)
     return Progress(TextColumn(f"sweep {name}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), TimeRemainingColumn(), transient=False,

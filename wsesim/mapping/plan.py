@@ -16,6 +16,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from wsesim.errors import KeyedError
 from wsesim.mapping.layout import Region, layout_regions
 from wsesim.mapping.partition import partition_contiguous
 from wsesim.mapping.tiling import Axis, KVCache, TensorBlock, split_units
@@ -229,9 +230,14 @@ def make_plan(dep: Deployment, wafers: int) -> Plan:
         else:
             alike = tuple(id(s.content) for s in stages)
             if alike not in layouts:
-                layouts[alike] = layout_regions(
-                    [max(s.content.whole_bytes, 1) for s in stages], rows, cols,
-                    score=lambda i, r, c: stages[i].content.peak_bytes(r, c))
+                try:
+                    layouts[alike] = layout_regions(
+                        [max(s.content.whole_bytes, 1) for s in stages], rows, cols,
+                        score=lambda i, r, c: stages[i].content.peak_bytes(r, c))
+                except ValueError as exc:
+                    raise KeyedError("mapping.grid", f"{exc}: too small a grid for a "
+                                     "pipeline of these stages; use more wafers or "
+                                     "strategy: sequential") from None
             regions = [dataclasses.replace(r, wafer=w) for r in layouts[alike]]
         wafer_plans.append(WaferPlan(w, tuple(
             dataclasses.replace(s, region=r) for s, r in zip(stages, regions))))

@@ -130,6 +130,11 @@ class TensorBlock:
             return k[:, None], groups[:, None], n[None, :]
         return k[None, :], groups[None, :], n[:, None]
 
+    def blocks(self, rows: int, cols: int) -> PackedBytes:
+        """Packed bytes of every PE's block, broadcastable to (rows, cols)."""
+        k, groups, n = self.cuts(rows, cols)
+        return block_bytes(self.fmt, n, k, groups)
+
     def peak_bytes(self, rows: int, cols: int) -> int:
         """Bytes of the largest block on a rows x cols region (fast: 1-D cuts only)."""
         return _tensor_peak(self, rows, cols)

@@ -10,8 +10,8 @@ Wafer-Scale Reduce" (HPDC 2024): T = max(compute, E/N + L) + (2 T_R + 1) D.
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 from dataclasses import dataclass, fields
+from functools import lru_cache
 
 import numpy as np
 

@@ -55,14 +55,14 @@ def _largest(tb: TensorBlock, rows: int, cols: int) -> tuple[int, int, int]:
     return int(k.max()), int(n.max()), rows if tb.k_axis == "rows" else cols
 
 
-def _linear(kn: Kernels, tb: TensorBlock, rows: int, cols: int, tokens: Num) -> Cost:
+def linear(kn: Kernels, tb: TensorBlock, rows: int, cols: int, tokens: Num) -> Cost:
     """Local products for ``tokens`` tokens, dequantization, the partial-sum allreduce."""
     k, n, reduce_over = _largest(tb, rows, cols)
-    return (_gemm_local(kn.pe, tokens, k, n) + kn.pe.dequant(tb.fmt, k * n)
+    return (local_products(kn.pe, tokens, k, n) + kn.pe.dequant(tb.fmt, k * n)
             + kn.allreduce(reduce_over, n * tokens))
 
 
-def _gemm_local(pe: PECompute, tokens: Num, k: int, n: int) -> Cost:
+def local_products(pe: PECompute, tokens: Num, k: int, n: int) -> Cost:
     """A chunk of tokens through a weight block: the cheaper of one instruction per
     (input, output) over the tokens or one per (token, input) over the outputs."""
     return cheapest(pe.gemm(tokens, k, n), pe.gemv(k, n) * tokens)
@@ -74,22 +74,22 @@ def _norm(kn: Kernels, hidden_slice: int, reduce_over: int, tokens: Num) -> Cost
             + kn.pe.elementwise_op("rsqrt", tokens) + kn.pe.vector(hidden_slice * tokens, 2))
 
 
-def _find(content: StageContent, name: str) -> TensorBlock | None:
+def find_tensor(content: StageContent, name: str) -> TensorBlock | None:
     return next((t for t in content.tensors if t.tensor.name == name), None)
 
 
-def _fused(content: StageContent, names: tuple[str, ...]) -> TensorBlock:
+def fused(content: StageContent, names: tuple[str, ...]) -> TensorBlock:
     """Matrices that share an input and a reduction (q, k, v; gate, up) run as one
     product whose outputs are their outputs side by side."""
-    first = _find(content, names[0])
+    first = find_tensor(content, names[0])
     assert first is not None
-    rows = sum(_find(content, n).tensor.rows for n in names)  # type: ignore[union-attr]
+    rows = sum(find_tensor(content, n).tensor.rows for n in names)  # type: ignore[union-attr]
     return replace(first, tensor=replace(first.tensor, rows=rows, name="+".join(names)))
 
 
 def _bias(kn: Kernels, content: StageContent, matrix: str, n: int, tokens: Num) -> Cost:
     """Adding a matrix's bias to its ``n`` outputs, if it has one."""
-    return kn.pe.vector(n * tokens) if _find(content, matrix + ".bias") else Cost()
+    return kn.pe.vector(n * tokens) if find_tensor(content, matrix + ".bias") else Cost()
 
 
 def attention_cost(kn: Kernels, content: StageContent, rows: int, cols: int,
@@ -98,12 +98,12 @@ def attention_cost(kn: Kernels, content: StageContent, rows: int, cols: int,
     tokens (an array gives one cost per context length)."""
     kv = content.kv
     assert kv is not None
-    qkv = _fused(content, ("q_proj", "k_proj", "v_proj"))
-    o = _find(content, "o_proj")
+    qkv = fused(content, ("q_proj", "k_proj", "v_proj"))
+    o = find_tensor(content, "o_proj")
     assert o is not None
     h_r, qkv_n, _ = _largest(qkv, rows, cols)
-    q_cols = int(_find(content, "q_proj").cuts(rows, cols)[2].max())  # type: ignore
-    kv_cols = int(_find(content, "k_proj").cuts(rows, cols)[2].max())  # type: ignore
+    q_cols = int(find_tensor(content, "q_proj").cuts(rows, cols)[2].max())  # type: ignore
+    kv_cols = int(find_tensor(content, "k_proj").cuts(rows, cols)[2].max())  # type: ignore
     heads = kn.attention_heads
     heads_per_col = math.ceil(heads / cols)
     cols_per_head = math.ceil(cols / heads)
@@ -111,11 +111,11 @@ def attention_cost(kn: Kernels, content: StageContent, rows: int, cols: int,
     scores = local_tokens * heads_per_col * tokens
     parts = [
         _norm(kn, h_r, rows, tokens),
-        _linear(kn, qkv, rows, cols, tokens),
+        linear(kn, qkv, rows, cols, tokens),
         _bias(kn, content, "q_proj", qkv_n, tokens),
         kn.pe.elementwise_op("rope", (q_cols + kv_cols) * tokens),
         kn.pe.vector(2 * kv_cols * tokens),                      # append K and V
-        _gemm_local(kn.pe, tokens, q_cols, local_tokens),        # q . K for local tokens
+        local_products(kn.pe, tokens, q_cols, local_tokens),        # q . K for local tokens
         kn.allreduce(cols_per_head, scores),
         kn.pe.vector(scores),                                    # scale by 1/sqrt(d)
         kn.pe.vector(scores),                                    # local max
@@ -124,9 +124,9 @@ def attention_cost(kn: Kernels, content: StageContent, rows: int, cols: int,
         kn.pe.vector(scores),                                    # local sum
         kn.allreduce(rows, heads_per_col * tokens),              # sum over tokens
         kn.pe.vector(scores),                                    # normalize
-        _gemm_local(kn.pe, tokens, local_tokens, q_cols),        # weights . V
+        local_products(kn.pe, tokens, local_tokens, q_cols),        # weights . V
         kn.allreduce(rows, q_cols * tokens),
-        _linear(kn, o, rows, cols, tokens),
+        linear(kn, o, rows, cols, tokens),
         _bias(kn, content, "o_proj", h_r, tokens),
         kn.pe.vector(h_r * tokens),                              # residual add
     ]
@@ -136,17 +136,17 @@ def attention_cost(kn: Kernels, content: StageContent, rows: int, cols: int,
 def mlp_cost(kn: Kernels, content: StageContent, rows: int, cols: int,
              tokens: Num = 1) -> Cost:
     """A layer's SwiGLU MLP block for ``tokens`` tokens."""
-    gate_up = _fused(content, ("gate_proj", "up_proj"))
-    down = _find(content, "down_proj")
+    gate_up = fused(content, ("gate_proj", "up_proj"))
+    down = find_tensor(content, "down_proj")
     assert down is not None
     h_r, both, _ = _largest(gate_up, rows, cols)
     f = both // 2 + both % 2
     return total_of([
         _norm(kn, h_r, rows, tokens),
-        _linear(kn, gate_up, rows, cols, tokens),
+        linear(kn, gate_up, rows, cols, tokens),
         _bias(kn, content, "gate_proj", both, tokens),
         kn.pe.elementwise_op("silu", f * tokens) + kn.pe.vector(f * tokens),
-        _linear(kn, down, rows, cols, tokens),
+        linear(kn, down, rows, cols, tokens),
         _bias(kn, content, "down_proj", h_r, tokens),
         kn.pe.vector(h_r * tokens),
     ])
@@ -155,12 +155,12 @@ def mlp_cost(kn: Kernels, content: StageContent, rows: int, cols: int,
 def lm_head_cost(kn: Kernels, content: StageContent, rows: int, cols: int,
                  tokens: Num = 1) -> Cost:
     """Final norm, the vocabulary projection, and the argmax across the vocabulary."""
-    head = _find(content, "lm_head")
+    head = find_tensor(content, "lm_head")
     assert head is not None
     h_r, v_c, _ = _largest(head, rows, cols)
     return total_of([
         _norm(kn, h_r, rows, tokens),
-        _linear(kn, head, rows, cols, tokens),
+        linear(kn, head, rows, cols, tokens),
         kn.pe.vector(v_c * tokens),                 # local argmax
         kn.allreduce(cols, 2 * tokens),             # (value, index) max along the row
     ])
@@ -197,14 +197,20 @@ def _mesh_step(kn: Kernels, compute: Cost, tile_a: Num, tile_b: Num) -> Cost:
     return slower + Cost(overhead=kn.fabric.step)
 
 
+def meshgemm_tiles(rows: int, cols: int, m: int, k: int, n: int
+                   ) -> tuple[int, int, int, int]:
+    """(steps, rows, inputs, outputs) of each PE's tile in a Cannon product on a grid."""
+    steps = max(rows, cols)
+    return steps, math.ceil(m / rows), math.ceil(k / steps), math.ceil(n / cols)
+
+
 def meshgemm_cost(kn: Kernels, rows: int, cols: int, m: int, k: int, n: int,
                   tb: TensorBlock | None = None) -> Cost:
     """(m x k) @ (k x n) on a rows x cols grid, Cannon-style as WaferLLM's MeshGEMM:
     max(rows, cols) steps, each a local tile product and a two-hop shift of both tiles,
     after an initial skew of half as many shifts. ``tb`` (a stored weight) adds the
     dequantization of every weight tile that passes through."""
-    steps = max(rows, cols)
-    mt, kt, nt = math.ceil(m / rows), math.ceil(k / steps), math.ceil(n / cols)
+    steps, mt, kt, nt = meshgemm_tiles(rows, cols, m, k, n)
     compute = kn.pe.gemm(mt, kt, nt)
     if tb is not None:
         compute = compute + kn.pe.dequant(tb.fmt, kt * nt)
@@ -223,8 +229,8 @@ def attention_prefill_meshgemm(kn: Kernels, content: StageContent, rows: int, co
                                tokens: int) -> Cost:
     """Prompt of ``tokens`` tokens through a layer's attention on the whole grid."""
     names = ("q_proj", "k_proj", "v_proj")
-    q = _find(content, "q_proj")
-    o = _find(content, "o_proj")
+    q = find_tensor(content, "q_proj")
+    o = find_tensor(content, "o_proj")
     assert q is not None and o is not None
     steps = max(rows, cols)
     mt = math.ceil(tokens / rows)
@@ -241,7 +247,7 @@ def attention_prefill_meshgemm(kn: Kernels, content: StageContent, rows: int, co
                         kn.allreduce(cols, mt), kn.allreduce(cols, mt)])
     return total_of([
         _norm(kn, hidden_slice, cols, mt),
-        *(_meshgemm_linear(kn, _find(content, n), rows, cols, tokens) for n in names),
+        *(_meshgemm_linear(kn, find_tensor(content, n), rows, cols, tokens) for n in names),
         kn.pe.elementwise_op("rope", 2 * mt * math.ceil(d / cols)),
         scores, softmax,
         meshgemm_cost(kn, rows, cols, tokens, tokens, d),   # weights . V
@@ -252,7 +258,7 @@ def attention_prefill_meshgemm(kn: Kernels, content: StageContent, rows: int, co
 
 def mlp_prefill_meshgemm(kn: Kernels, content: StageContent, rows: int, cols: int,
                          tokens: int) -> Cost:
-    gate, up, down = (_find(content, n) for n in ("gate_proj", "up_proj", "down_proj"))
+    gate, up, down = (find_tensor(content, n) for n in ("gate_proj", "up_proj", "down_proj"))
     assert gate is not None and up is not None and down is not None
     mt = math.ceil(tokens / rows)
     hidden_slice = math.ceil(gate.tensor.cols / cols)
@@ -278,16 +284,26 @@ def prefill_cost(kn: Kernels, content: StageContent, rows: int, cols: int, token
     are paid once per chunk. The LM head runs for the prompt's last token only.
     """
     if content.part == "lm_head":
-        # only the prompt's last position needs logits (the first output token)
-        last = np.asarray(context) >= kn.prompt_tokens
-        return lm_head_cost(kn, content, rows, cols, 1) * last
+        return lm_head_cost(kn, content, rows, cols, 1) * needs_logits(kn, context)
     if kn.strategy == "sequential" and content.part in ("attention", "mlp"):
-        # MeshGEMM pays max(rows, cols) steps whatever the chunk: a short chunk is
-        # cheaper through the decode kernel token by token, and a real one would
-        # choose so
-        mesh = (attention_prefill_meshgemm(kn, content, rows, cols, tokens)
-                if content.part == "attention"
-                else mlp_prefill_meshgemm(kn, content, rows, cols, tokens))
-        one_by_one = stage_cost(kn, content, rows, cols, context) * tokens
-        return cheapest(mesh, one_by_one)
+        return sequential_prefill(kn, content, rows, cols, tokens, context)[1]
     return stage_cost(kn, content, rows, cols, context, tokens)
+
+
+def needs_logits(kn: Kernels, chunk_end: Num) -> np.ndarray:
+    """Whether a prompt chunk ending at ``chunk_end`` needs the LM head: only the
+    prompt's last position does (its logits give the first output token)."""
+    return np.asarray(chunk_end) >= kn.prompt_tokens
+
+
+def sequential_prefill(kn: Kernels, content: StageContent, rows: int, cols: int,
+                       tokens: int, context: Num) -> tuple[str, Cost]:
+    """The kernel a whole-grid stage runs a prompt chunk with, and its cost: MeshGEMM
+    pays max(rows, cols) steps whatever the chunk, so a short chunk is cheaper through
+    the decode kernel token by token, and a real implementation would choose so."""
+    mesh = (attention_prefill_meshgemm(kn, content, rows, cols, tokens)
+            if content.part == "attention"
+            else mlp_prefill_meshgemm(kn, content, rows, cols, tokens))
+    one_by_one = stage_cost(kn, content, rows, cols, context) * tokens
+    return ("meshgemm", mesh) if mesh.worst <= one_by_one.worst \
+        else ("token by token", one_by_one)

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from wsesim.perf.fabric import group_layout
+
 SEND, FWD, ACC, BCAST, RECV, ACCN = range(6)
 
 Plan = tuple  # plan[pos] = tuple of phases; a phase is None or a tuple of actions
@@ -87,10 +89,8 @@ def allreduce_plan(n: int, algorithm: str, groups: int | None = None) -> Plan:
         return _tree(n)
     if algorithm != "two-level" or groups is None:
         raise ValueError(f"allreduce_plan: algorithm {algorithm!r}, groups {groups!r}")
-    size = -(-n // max(1, min(groups, n)))
-    starts = list(range(0, n, size))
-    members = [list(range(s, min(n, s + size))) for s in starts]
-    roots = [m[(len(m) - 1) // 2] for m in members]
+    size, count, roots = group_layout(n, groups)  # the closed form's groups
+    members = [list(range(g * size, min(n, (g + 1) * size))) for g in range(count)]
     mid = (len(roots) - 1) // 2
     plan = _empty(n, 3)
     for m in members:

@@ -53,7 +53,6 @@ from wsesim.perf.fabric import Fabric
 
 EAST, WEST, SOUTH, NORTH = 0, 1, 2, 3
 DIRECTIONS = ("east", "west", "south", "north")
-OPPOSITE = (WEST, EAST, NORTH, SOUTH)
 COMPUTE, DEQUANT, LATENCY, BANDWIDTH, OVERHEAD = range(5)
 _CAUSES = ("compute", "dequant", "latency", "bandwidth", "overhead")
 
@@ -65,7 +64,6 @@ _CAUSES = ("compute", "dequant", "latency", "bandwidth", "overhead")
 # clock and its split by cause when it sent; ``lat`` the pure latency of the path
 # (ramps, hops, turns); any other delay on the way was queueing.
 Msg = tuple
-HEAD, WAVELETS, SEND_T, BD, LAT = range(5)
 
 
 class _Branch(Event):
@@ -262,11 +260,6 @@ class PE(Event):
         self.woke: Any = None           # the tag of the train that woke the PE
         self.posted: set[Any] = set()   # tags of the phases the PE has started
         self.held: dict[Any, tuple] = {}  # trains to it waiting for their phase
-
-    def resume(self, msg: Msg | None) -> None:
-        """Run the program from ``pc``, first handing ``msg`` to the op waiting for it."""
-        self._value = msg
-        self._woken(self)
 
     def _woken(self, _ev: Event) -> None:
         """The PE's event: run the program from ``pc`` (first handing the train that
@@ -521,7 +514,6 @@ class Net:
         if rows < 1 or cols < 1:
             raise ValueError(f"a grid needs at least one PE, got {rows} x {cols}")
         self.rows, self.cols = rows, cols
-        self.params = params
         self.hop, self.ramp, self.turn = params.hop, params.ramp, params.turn
         self.add, self.step = params.add, params.step
         self.sram_bytes = sram_bytes

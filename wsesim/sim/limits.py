@@ -9,13 +9,18 @@ from wsesim.errors import KeyedError
 MAX_PES = 128 * 128
 
 
+def too_large(rows: int, cols: int) -> str | None:
+    """Why a rows x cols grid is too large for the PE fidelity, or None."""
+    if rows * cols <= MAX_PES:
+        return None
+    return (f"the PE fidelity simulates every PE and link: {rows} x {cols} = "
+            f"{rows * cols:,} PEs is more than its limit of {MAX_PES:,}")
+
+
 def check_pe_grid(shape: tuple[int, int], source: str) -> None:
     """Raise the deployment's one-line error if ``simulation.fidelity: pe`` is asked
     for a grid of more than ``MAX_PES`` PEs."""
-    rows, cols = shape
-    if rows * cols > MAX_PES:
-        raise KeyedError(
-            "simulation.fidelity",
-            f"pe simulates every PE and link: the {rows} x {cols} grid ({source}, "
-            f"{rows * cols:,} PEs) is more than its limit of {MAX_PES:,} PEs; use "
-            "fidelity: tile, or mapping.grid to simulate a sub-rectangle")
+    why = too_large(*shape)
+    if why:
+        raise KeyedError("simulation.fidelity", f"{why} (the grid of {source}); use "
+                         "fidelity: tile, or mapping.grid to simulate a sub-rectangle")

@@ -29,11 +29,28 @@ from typing import Any
 
 import numpy as np
 
+from wsesim.mapping.layout import Region
+from wsesim.mapping.plan import make_plan
 from wsesim.mapping.tiling import TensorBlock, split_units
-from wsesim.perf.paths import lane_plan
 from wsesim.perf.cost import Cost, stack
-from wsesim.perf.fabric import Fabric
-from wsesim.perf.stages import Kernels
+from wsesim.perf.model import _path
+from wsesim.perf.paths import lane_plan
+from wsesim.perf.stages import (
+    Kernels,
+    attention_cost,
+    attention_prefill_meshgemm,
+    find_tensor,
+    fused,
+    linear,
+    local_products,
+    meshgemm_tiles,
+    mlp_cost,
+    mlp_prefill_meshgemm,
+    needs_logits,
+    sequential_prefill,
+    stage_cost,
+)
+from wsesim.quant import QuantFormat
 from wsesim.sim.collectives import (
     ACC,
     ACCN,
@@ -63,12 +80,16 @@ from wsesim.sim.fabric_net import (
     op_step,
     route_xy,
 )
-from wsesim.sim.limits import MAX_PES
+from wsesim.sim.limits import MAX_PES, too_large
+from wsesim.specs import TensorShape, deployment_from_mapping
 
 # Context lengths (and prefill chunk ends) simulated per stage at most; others are
 # interpolated linearly between them (attention's cost is linear in the context, up to
 # the one-token steps of how the tokens split over the rows).
 MAX_SAMPLES = 4
+# Message tags are handed out in blocks: a line plan has at most a few phases per
+# position (a two-level allreduce: 3, each with two sides), far below this.
+TAG_BLOCK = 64
 
 
 @dataclass(frozen=True)
@@ -146,7 +167,8 @@ class Program:
         self._pending: tuple[Area, Cost, Any] | None = None
         self.notes: list[str] = []
 
-    def tag(self, count: int = 64) -> int:
+    def tag(self, count: int = TAG_BLOCK) -> int:
+        """The first of ``count`` fresh message tags (one per phase a plan can have)."""
         t = self._tags
         self._tags += count
         return t
@@ -232,8 +254,6 @@ class Program:
         el = np.asarray(elements, float)
         algorithm, groups = kn.fabric.choose_allreduce(n, float(el.max()), kn.act_bytes,
                                                        kn.algorithm, kn.groups)
-        if algorithm == "two-level" and groups is None:
-            groups = 1
         self.lines(area, along, self.wavelets(el),
                    lambda length: allreduce_plan(length, algorithm, groups), seg)
 
@@ -253,7 +273,7 @@ class Program:
         sends ``w`` wavelets from PE ``src`` to PE ``dst`` by dimension-ordered
         routing (X, then Y)."""
         self._flush()
-        tag = self.tag(max(64, len(lanes)))
+        tag = self.tag(max(TAG_BLOCK, len(lanes)))
         out: dict[int, list[tuple]] = {}
         inn: dict[int, list[tuple]] = {}
         for i, (src, dst, w) in enumerate(lanes):
@@ -331,38 +351,6 @@ class Program:
 
 
 # ------------------------------------------------------------------ stage programs
-def _find(content: Any, name: str) -> TensorBlock | None:
-    return next((t for t in content.tensors if t.tensor.name == name), None)
-
-
-def _fused(content: Any, names: tuple[str, ...]) -> TensorBlock:
-    """q/k/v (gate/up) as one product with their outputs side by side, as the closed
-    forms run them."""
-    from dataclasses import replace
-    first = _find(content, names[0])
-    assert first is not None
-    rows = sum(_find(content, n).tensor.rows for n in names)  # type: ignore[union-attr]
-    return replace(first, tensor=replace(first.tensor, rows=rows, name="+".join(names)))
-
-
-def _gemm_local(pe: Any, tokens: int, k: Any, n: Any) -> Cost:
-    """The closed forms' choice for a chunk of tokens through a block: one instruction
-    per (input, output) over the tokens, or one per (token, input) over the outputs,
-    whichever is cheaper for the busiest PE; applied to every PE's own block."""
-    by_pairs = pe.gemm(tokens, k, n)
-    by_tokens = pe.gemv(k, n) * tokens
-    return by_pairs if float(np.max(by_pairs.total)) <= float(np.max(by_tokens.total)) \
-        else by_tokens
-
-
-def _weight_bytes(tb: TensorBlock, rows: int, cols: int) -> np.ndarray:
-    from wsesim.quant import packed_bytes
-    k, g, n = tb.cuts(rows, cols)
-    return np.asarray(packed_bytes(tb.fmt, np.broadcast_to(n, (rows, cols)),
-                                   np.broadcast_to(k, (rows, cols)),
-                                   np.broadcast_to(g, (rows, cols))).total)
-
-
 class _Stage:
     """Builds a stage's parts on ``area`` as the closed forms compose them."""
 
@@ -386,24 +374,23 @@ class _Stage:
     def linear(self, tb: TensorBlock) -> None:
         k, _, n = tb.cuts(self.R, self.C)
         t = self.tokens
-        local = self.pe.gemv(k, n) * t if t == 1 else _gemm_local(self.pe, t, k, n)
-        self.work(local + self.pe.dequant(tb.fmt, k * n),
-                  sram=_weight_bytes(tb, self.R, self.C))
+        self.work(local_products(self.pe, t, k, n) + self.pe.dequant(tb.fmt, k * n),
+                  sram=np.broadcast_to(tb.blocks(self.R, self.C).total, (self.R, self.C)))
         self.p.allreduce(self.a, "col" if tb.k_axis == "rows" else "row", n * t)
 
     def bias(self, content: Any, name: str, n: Any) -> None:
-        if _find(content, name + ".bias") is not None:
+        if find_tensor(content, name + ".bias") is not None:
             self.work(self.pe.vector(n * self.tokens))
 
     # ---- the parts of a layer ---------------------------------------------------
     def attention(self, content: Any, context: int) -> None:
         kn, pe, R, C, t = self.kn, self.pe, self.R, self.C, self.tokens
-        qkv = _fused(content, ("q_proj", "k_proj", "v_proj"))
-        o = _find(content, "o_proj")
+        qkv = fused(content, ("q_proj", "k_proj", "v_proj"))
+        o = find_tensor(content, "o_proj")
         k_qkv, _, n_qkv = qkv.cuts(R, C)
         h = k_qkv                                              # hidden slice per row
-        q_cols = _find(content, "q_proj").cuts(R, C)[2]        # type: ignore[union-attr]
-        kv_cols = _find(content, "k_proj").cuts(R, C)[2]       # type: ignore[union-attr]
+        q_cols = find_tensor(content, "q_proj").cuts(R, C)[2]        # type: ignore[union-attr]
+        kv_cols = find_tensor(content, "k_proj").cuts(R, C)[2]       # type: ignore[union-attr]
         heads = kn.attention_heads
         heads_per_col = math.ceil(heads / C)
         cols_per_head = math.ceil(C / heads)
@@ -416,14 +403,14 @@ class _Stage:
         self.work(pe.elementwise_op("rope", (q_cols + kv_cols) * t))
         self.work(pe.vector(2 * kv_cols * t),
                   sram=None if kv is None else kv.blocks(R, C).total)      # append K, V
-        self.work(_gemm_local(pe, t, q_cols, local))                      # q . K
+        self.work(local_products(pe, t, q_cols, local))                      # q . K
         self.p.allreduce(self.a, "row", scores, seg=cols_per_head)
         self.work(pe.vector(scores) + pe.vector(scores))                   # scale, max
         self.p.allreduce(self.a, "col", np.full((1, 1), heads_per_col * t))
         self.work(pe.vector(scores) + pe.elementwise_op("exp", scores) + pe.vector(scores))
         self.p.allreduce(self.a, "col", np.full((1, 1), heads_per_col * t))
         self.work(pe.vector(scores))                                        # normalize
-        self.work(_gemm_local(pe, t, local, q_cols))                      # weights . V
+        self.work(local_products(pe, t, local, q_cols))                      # weights . V
         self.p.allreduce(self.a, "col", q_cols * t)
         self.linear(o)  # type: ignore[arg-type]
         self.bias(content, "o_proj", h)
@@ -431,8 +418,8 @@ class _Stage:
 
     def mlp(self, content: Any) -> None:
         pe, R, C, t = self.pe, self.R, self.C, self.tokens
-        gate_up = _fused(content, ("gate_proj", "up_proj"))
-        down = _find(content, "down_proj")
+        gate_up = fused(content, ("gate_proj", "up_proj"))
+        down = find_tensor(content, "down_proj")
         k, _, both = gate_up.cuts(R, C)
         f = both // 2 + both % 2
         self.norm(k)
@@ -444,7 +431,7 @@ class _Stage:
         self.work(pe.vector(k * t))
 
     def lm_head(self, content: Any) -> None:
-        head = _find(content, "lm_head")
+        head = find_tensor(content, "lm_head")
         k, _, v = head.cuts(self.R, self.C)  # type: ignore[union-attr]
         self.norm(k)
         self.linear(head)  # type: ignore[arg-type]
@@ -457,10 +444,9 @@ class _Stage:
 
     # ---- prefill on a whole grid: WaferLLM's MeshGEMM -------------------------------
     def _mesh_linear(self, tb: TensorBlock, rounds: int) -> None:
-        t = self.tokens
-        steps = max(self.R, self.C)
-        self.p.meshgemm(self.a, math.ceil(t / self.R), math.ceil(tb.tensor.cols / steps),
-                        math.ceil(tb.tensor.rows / self.C), rounds, tb.fmt)
+        _, mt, kt, nt = meshgemm_tiles(self.R, self.C, self.tokens, tb.tensor.cols,
+                                       tb.tensor.rows)
+        self.p.meshgemm(self.a, mt, kt, nt, rounds, tb.fmt)
 
     def _mesh_norm(self, hidden_slice: int, mt: int) -> None:
         pe = self.pe
@@ -473,7 +459,7 @@ class _Stage:
         as ``wsesim.perf.stages.attention_prefill_meshgemm`` composes it, every product
         a MeshGEMM of ``rounds`` steps (max(rows, cols) in the kernel)."""
         pe, R, C, tokens = self.pe, self.R, self.C, self.tokens
-        q, o = _find(content, "q_proj"), _find(content, "o_proj")
+        q, o = find_tensor(content, "q_proj"), find_tensor(content, "o_proj")
         steps = max(R, C)
         mt = math.ceil(tokens / R)
         hidden_slice = math.ceil(q.tensor.cols / C)       # type: ignore[union-attr]
@@ -481,7 +467,7 @@ class _Stage:
         kt, nt = math.ceil(d / steps), math.ceil(tokens / C)
         self._mesh_norm(hidden_slice, mt)
         for name in ("q_proj", "k_proj", "v_proj"):
-            self._mesh_linear(_find(content, name), rounds)   # type: ignore[arg-type]
+            self._mesh_linear(find_tensor(content, name), rounds)   # type: ignore[arg-type]
         self.work(pe.elementwise_op("rope", 2 * mt * math.ceil(d / C)))
         self.p.rotating_reduce(self.a, pe.gemm(mt, kt, nt), mt * nt, rounds)   # Q K^T
         self.work(pe.vector(mt * nt, 4) + pe.elementwise_op("exp", mt * nt))
@@ -495,7 +481,7 @@ class _Stage:
         """A prompt through a layer's MLP on the whole grid (as
         ``wsesim.perf.stages.mlp_prefill_meshgemm``)."""
         pe, R, C, tokens = self.pe, self.R, self.C, self.tokens
-        gate, up, down = (_find(content, n) for n in ("gate_proj", "up_proj", "down_proj"))
+        gate, up, down = (find_tensor(content, n) for n in ("gate_proj", "up_proj", "down_proj"))
         mt = math.ceil(tokens / R)
         hidden_slice = math.ceil(gate.tensor.cols / C)    # type: ignore[union-attr]
         f_slice = math.ceil(gate.tensor.rows / C)         # type: ignore[union-attr]
@@ -511,10 +497,6 @@ class _Stage:
          "mlp": lambda: self.mlp(content),
          "lm_head": lambda: self.lm_head(content),
          "embedding": lambda: self.embedding(content)}[content.part]()
-
-
-def _params(kn: Kernels) -> Fabric:
-    return kn.fabric
 
 
 # ------------------------------------------------------------------------ results
@@ -567,10 +549,10 @@ def _scalar(c: Cost) -> Cost:
 
 
 def _net(kn: Kernels, rows: int, cols: int, sram: int | None = None) -> Net:
-    if rows * cols > MAX_PES:
-        raise ValueError(f"the PE fidelity simulates every PE: {rows} x {cols} = "
-                         f"{rows * cols:,} PEs is more than its limit of {MAX_PES:,}")
-    return Net(rows, cols, _params(kn), sram)
+    why = too_large(rows, cols)
+    if why:
+        raise ValueError(why)
+    return Net(rows, cols, kn.fabric, sram)
 
 
 def _result(op: str, prog: Program, model: Cost) -> OpResult:
@@ -602,8 +584,11 @@ def allreduce(kn: Kernels, rows: int, cols: int, elements: int, along: str = "ro
     prog = Program(kn, net)
     n = cols if along == "row" else rows
     prog.allreduce(Area(0, 0, rows, cols), along, np.full((1, 1), elements))
-    model = kn.allreduce(n, elements)
-    return _result("allreduce", prog, model)
+    algorithm, groups = kn.fabric.choose_allreduce(n, elements, kn.act_bytes,
+                                                   kn.algorithm, kn.groups)
+    prog.notes.append(f"algorithm: {algorithm}"
+                      + (f", {groups} groups" if algorithm == "two-level" else ""))
+    return _result("allreduce", prog, kn.allreduce(n, elements))
 
 
 def gemv(kn: Kernels, rows: int, cols: int, outputs: int, inputs: int,
@@ -613,20 +598,17 @@ def gemv(kn: Kernels, rows: int, cols: int, outputs: int, inputs: int,
     slice of x is multicast from the row's middle PE, every PE multiplies its block
     (one multiply-accumulate instruction per input over its outputs, plus the
     dequantization of ``fmt`` weights), and every column allreduces its partial sums."""
-    from wsesim.quant import QuantFormat
-    from wsesim.specs import TensorShape
     fmt = fmt or QuantFormat(bits=16)
     tb = TensorBlock(TensorShape("w", outputs, inputs, "linear"), fmt, "rows")
     net = _net(kn, rows, cols)
     prog = Program(kn, net)
     area = Area(0, 0, rows, cols)
-    k, _, n = tb.cuts(rows, cols)
+    k, _, _ = tb.cuts(rows, cols)
     st = _Stage(prog, area, 1)
     prog.broadcast(area, "row", k)
     st.linear(tb)
     model = (kn.fabric.broadcast(math.ceil((cols - 1) / 2), int(k.max()), kn.act_bytes)
-             if cols > 1 else Cost()) + kn.pe.gemv(int(k.max()), int(n.max())) \
-        + kn.pe.dequant(fmt, int(k.max()) * int(n.max())) + kn.allreduce(rows, int(n.max()))
+             if cols > 1 else Cost()) + linear(kn, tb, rows, cols, 1)
     return _result("gemv", prog, model)
 
 
@@ -635,7 +617,6 @@ def stage(kn: Kernels, content: Any, rows: int, cols: int, context: int,
     """One stage (a layer's attention or MLP, the LM head, the embeddings) on its own
     ``rows x cols`` region for ``tokens`` tokens at ``context``: PE level and the
     closed form of ``wsesim.perf.stages.stage_cost``."""
-    from wsesim.perf.stages import stage_cost
     net = _net(kn, rows, cols, sram)
     prog = Program(kn, net)
     _Stage(prog, Area(0, 0, rows, cols), tokens).part(content, context)
@@ -646,7 +627,6 @@ def stage(kn: Kernels, content: Any, rows: int, cols: int, context: int,
 def layer(kn: Kernels, attention_content: Any, mlp_content: Any, rows: int, cols: int,
           context: int, sram: int | None = None) -> OpResult:
     """A decode layer (attention then MLP) on one ``rows x cols`` grid, one run."""
-    from wsesim.perf.stages import attention_cost, mlp_cost
     net = _net(kn, rows, cols, sram)
     prog = Program(kn, net)
     st = _Stage(prog, Area(0, 0, rows, cols), 1)
@@ -664,8 +644,6 @@ def _lanes(prog: Program, src: Area | None, dst: Area, hidden: int, tokens: int 
     (:func:`wsesim.perf.paths.lane_plan`): every lane a train from its source PE to its
     destination PE (dimension-ordered routing; lanes on one track queue), then each
     destination row multicasts its slice. Adds the parts; returns that closed form."""
-    from wsesim.mapping.layout import Region
-    from wsesim.perf.model import _path
     net = prog.net
     as_region = (lambda a: None if a is None else Region(0, a.row0, a.col0, a.rows, a.cols))
     plan = lane_plan(as_region(src), as_region(dst))
@@ -694,7 +672,6 @@ def decode_token(plan: Any, context: int | None = None) -> OpResult:
     """A whole model's decode step on one wafer, every stage and every path between
     stages in one PE-level run (single-wafer plans; the stages and paths of
     ``wsesim.perf.model.build_model``, without the sampled token's way back)."""
-    from wsesim.perf.stages import stage_cost
     dep = plan.deployment
     if len(plan.wafers) != 1:
         raise ValueError("decode_token simulates one wafer; this plan has "
@@ -719,7 +696,8 @@ def decode_token(plan: Any, context: int | None = None) -> OpResult:
 
 # Prefill on a whole grid runs max(rows, cols) identical MeshGEMM steps per product: up
 # to this many are simulated; beyond, half and all of them are, and the rest
-# extrapolated linearly.
+# extrapolated linearly (every step shifts and multiplies the same tiles, so the total
+# is linear in their count; 12 keeps a prefill on the largest grid allowed to seconds).
 MESH_ROUNDS = 12
 
 
@@ -745,16 +723,13 @@ def _mesh_prefill(kn: Kernels, content: Any, rows: int, cols: int, tokens: int
     a = _mesh_run(kn, content, rows, cols, tokens, r0)
     b = _mesh_run(kn, content, rows, cols, tokens, r1)
     k = (steps - r1) / (r1 - r0)
-    return Cost(*(getattr(b.cost, f.name) + (getattr(b.cost, f.name)
-                                              - getattr(a.cost, f.name)) * k
-                  for f in fields(Cost))), b
+    return b.cost * (1 + k) + a.cost * (-k), b
 
 
 def prefill(kn: Kernels, content: Any, rows: int, cols: int, tokens: int) -> OpResult:
     """A prompt of ``tokens`` tokens through a layer's attention or MLP spread over the
     whole ``rows x cols`` grid, every product a MeshGEMM (``mapping: sequential``), at
     PE level and in closed form (``wsesim.perf.stages.*_prefill_meshgemm``)."""
-    from wsesim.perf.stages import attention_prefill_meshgemm, mlp_prefill_meshgemm
     cost, run = _mesh_prefill(kn, content, rows, cols, tokens)
     closed = attention_prefill_meshgemm if content.part == "attention" else \
         mlp_prefill_meshgemm
@@ -803,12 +778,6 @@ def pe_stage_costs(kn: Kernels, stage: Any, contexts: np.ndarray,
     ``sequential`` attention and MLP prefill runs the kernel the closed form picks:
     MeshGEMM on the whole grid (``MESH_ROUNDS`` steps simulated at most, the rest
     extrapolated) or the decode kernel token by token."""
-    from wsesim.perf.stages import (
-        attention_prefill_meshgemm,
-        mlp_prefill_meshgemm,
-        prefill_cost,
-        stage_cost,
-    )
     content = stage.content
     r = stage.region
     rows, cols = r.rows, r.cols
@@ -838,20 +807,14 @@ def pe_stage_costs(kn: Kernels, stage: Any, contexts: np.ndarray,
         idx = np.nonzero(tokens_arr == t)[0]
         t = int(t)
         if content.part == "lm_head":
-            last = ends[idx] >= kn.prompt_tokens
             one = at(0, 1)
-            for i, is_last in zip(idx, last):
-                prefill_parts[i] = one * float(is_last)
+            for i, last in zip(idx, needs_logits(kn, ends[idx])):
+                prefill_parts[i] = one * float(last)
             continue
         if kn.strategy == "sequential" and content.part in ("attention", "mlp"):
-            # the closed form's choice: MeshGEMM, or the decode kernel token by token
-            mesh_cf = (attention_prefill_meshgemm if content.part == "attention"
-                       else mlp_prefill_meshgemm)(kn, content, rows, cols, t)
-            for i in idx:
+            for i in idx:  # the kernel the closed form picks for this chunk
                 end = int(ends[i])
-                chosen = float(np.max(prefill_cost(kn, content, rows, cols, t, end).total))
-                one_cf = float(np.max((stage_cost(kn, content, rows, cols, end) * t).total))
-                if abs(chosen - float(np.max(mesh_cf.total))) <= abs(chosen - one_cf):
+                if sequential_prefill(kn, content, rows, cols, t, end)[0] == "meshgemm":
                     if ("mesh", t) not in cache:
                         cache[("mesh", t)] = _mesh_prefill(kn, content, rows, cols, t)[0]
                     prefill_parts[i] = cache[("mesh", t)]
@@ -912,8 +875,6 @@ def kernels_for(hardware: Any, rows: int, cols: int, hidden: int = 256,
     about 8/3 of it, heads of 64, half as many KV heads) on a ``rows x cols`` grid of
     ``hardware`` (a profile name, path or mapping): what ``wsesim fabric-check`` and
     the tests build single operations from."""
-    from wsesim.mapping.plan import make_plan
-    from wsesim.specs import deployment_from_mapping
     heads = heads or max(1, hidden // 64)
     inter = max(1, math.ceil(8 * hidden / 3 / 32) * 32) if hidden >= 32 else 2 * hidden
     dep = deployment_from_mapping({

@@ -5,8 +5,15 @@ its source; nothing here has a hidden default for a hardware number.
 """
 from __future__ import annotations
 
-from pydantic import (BaseModel, ConfigDict, NonNegativeFloat, NonNegativeInt,
-                      PositiveFloat, PositiveInt, model_validator)
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    model_validator,
+)
 
 
 class KernelProfile(BaseModel):
