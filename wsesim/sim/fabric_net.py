@@ -258,14 +258,15 @@ class PE(Event):
         self.pc = 0
         self.taken: list[Any] = []      # tags an ACCN op has added in so far
         self.woke: Any = None           # the tag of the train that woke the PE
-        self.posted: set[Any] = set()   # tags of the phases the PE has started
+        self.posted: dict[Any, float] = {}  # tag of a phase the PE started -> when
         self.held: dict[Any, tuple] = {}  # trains to it waiting for their phase
 
     def _woken(self, _ev: Event) -> None:
         """The PE's event: run the program from ``pc`` (first handing the train that
-        woke it, if any, to the op waiting for it). Local work (instructions, phase
-        costs) runs until the next fabric op; the PE then waits for it to end (one
-        timeout event). A receive whose train is here (or has been routed here: its
+        woke it, if any, to the op waiting for it) until it needs a train that has not
+        been routed here yet. Local work and sends need no event: the PE's clock runs
+        ahead of ``env.now`` (sends schedule their trains at the PE's clock; phases are
+        posted with it). A receive whose train is here (or has been routed here: its
         arrival time is known) takes it at once; one that is not waits for the
         delivery to wake the PE (one event)."""
         msg = self._value
@@ -276,8 +277,7 @@ class PE(Event):
         bd = self.bd
         t = self.t
         busy = self.busy
-        step = net.step
-        local = 0.0
+        posted = self.posted
         while i < n:
             op = ops[i]
             code = op[0]
@@ -286,7 +286,8 @@ class PE(Event):
                 bd[COMPUTE] += c
                 bd[DEQUANT] += d
                 bd[OVERHEAD] += o
-                local += c + d + o
+                t += c + d + o
+                busy += c + d + o
                 if op[4]:
                     self.sram_used += op[4]
                     self.sram_peak = max(self.sram_peak, self.sram_used)
@@ -295,20 +296,16 @@ class PE(Event):
             if code == STEP:
                 if op[1]:
                     if self.held:
-                        self._post(op[1], t + local)
+                        self._post(op[1], t)
                     else:
-                        self.posted.update(op[1])
+                        for tag in op[1]:
+                            posted[tag] = t
+                step = net.step
                 bd[OVERHEAD] += step
-                local += step
+                t += step
+                busy += step
                 i += 1
                 continue
-            if local:               # the local work ends first: a timeout event
-                t += local
-                self.pc, self.t, self.bd, self.busy = i, t, bd, busy + local
-                self._value = None
-                self.callbacks = self._cbs
-                heappush(net.queue, (t, NORMAL, next(net.eid), self))
-                return
             if code == SEND:
                 self.t, self.bd = t, bd
                 self._send(op[1], op[2])
@@ -322,7 +319,7 @@ class PE(Event):
                 i += 1
                 continue
             if code == ACCN:        # several trains, added in as they arrive
-                if op[1][0] not in self.posted:
+                if op[1][0] not in posted:
                     self._post(op[1], t)
                 taken = self.taken
                 if msg is not None:
@@ -346,7 +343,7 @@ class PE(Event):
                 i += 1
                 continue
             if msg is None:
-                if op[1] not in self.posted:    # not announced by a phase: post it now
+                if op[1] not in posted:     # not announced by a phase: post it now
                     self._post((op[1],), t)
                 msg = self.inbox.pop(op[1], None)
                 if msg is None:     # not routed here yet: wait for it
@@ -385,15 +382,6 @@ class PE(Event):
                 t, bd = self._consume(msg, code, t, bd)
             msg = None
             i += 1
-        if local:
-            t += local
-            busy += local
-            if i > self.pc:         # ends with local work: its end is an event too
-                self.pc, self.t, self.bd, self.busy = i, t, bd, busy
-                self._value = None
-                self.callbacks = self._cbs
-                heappush(net.queue, (t, NORMAL, next(net.eid), self))
-                return
         self.pc, self.t, self.bd, self.busy = n, t, bd, busy
         self.waiting = None
 
@@ -415,11 +403,11 @@ class PE(Event):
         return t + w, bd
 
     def _post(self, tags: tuple, at: float) -> None:
-        """The PE starts a phase at ``at`` in which it receives ``tags``: trains held
-        for them enter the fabric now."""
+        """The PE starts a phase at ``at`` (its clock) in which it receives ``tags``:
+        trains held for them enter the fabric then (or when sent, if later)."""
         posted, held = self.posted, self.held
         for tag in tags:
-            posted.add(tag)
+            posted[tag] = at
             train = held.pop(tag, None)
             if train is not None:
                 src, legs, along, w, start, bd = train
@@ -453,15 +441,19 @@ class PE(Event):
         queue, eid = net.queue, net.eid
         offset = net.offset
         for legs, along, tag in branches:
-            if not along:           # one receiver: has it started the phase for it?
+            launch = at
+            if not along:           # one receiver: when does it start the phase for it?
                 dst = idx
                 for d, hops in legs:
                     dst += offset[d] * hops
                 pe = net.pes[dst]
-                if tag not in pe.posted:
+                posted = pe.posted.get(tag)
+                if posted is None:  # not yet: the train waits for it (see _post)
                     pe.held[tag] = (idx, legs, along, w, start, sent_bd)
                     continue
-            heappush(queue, (at, NORMAL, next(eid),
+                if posted > start:
+                    launch = posted + ramp
+            heappush(queue, (launch, NORMAL, next(eid),
                              _Branch(net, idx, legs, along, w, tag, start, sent_bd, ramp)))
         if blocking:
             bd = list(bd)
