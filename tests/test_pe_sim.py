@@ -259,6 +259,24 @@ def test_phase_costs_and_local_work_are_charged_where_the_kernels_pay_them():
         (30, 107, 5, 10)
 
 
+@given(send_at=st.integers(0, 400), post_at=st.integers(0, 400),
+       sender_first=st.booleans())
+@settings(max_examples=40, deadline=None)
+def test_a_train_leaves_when_both_its_sender_and_its_receivers_phase_are_ready(
+        send_at, post_at, sender_first):
+    # PEs run ahead of simpy's clock: whichever of the two the event loop runs first,
+    # the train enters the fabric at max(its send, its receiver's phase post)
+    params = replace(PARAMS, step=0)      # no phase cost to hide an early train
+    net = Net(1, 2, params)
+    sender, receiver = (0, 1) if sender_first else (1, 0)
+    way = EAST if sender_first else WEST
+    ops = {sender: [op_work(compute=send_at), _send(way, 1, 1, 10)],
+           receiver: [op_work(compute=post_at), op_step((1,)), op_recv(1)]}
+    run = net.run(ops)
+    # 2 ramps + 1 hop, then 10 wavelets
+    assert run.cycles == max(send_at, post_at) + 2 * params.ramp + params.hop + 10
+
+
 def test_more_wavelets_more_cycles_and_same_run_same_answer(kernels):
     kn, _ = kernels["wse2"]
     small, big = P.allreduce(kn, 2, 32, 100), P.allreduce(kn, 2, 32, 1000)

@@ -21,10 +21,14 @@ What it models
   passes, through each PE's down-ramp.
 - PEs run SPMD programs: one generator per PE, a lightweight process driven by simpy
   events (simpy's own ``Process`` costs more per resume than a whole train hop). A PE
-  keeps its own clock ``t`` (which may run ahead of ``env.now``: local work needs no
-  event) and only waits when it needs a message that has not been routed to it yet;
-  the delivery then wakes it with one event. Its up-ramp is private, so reserving it
-  ahead of ``env.now`` keeps FIFO order on every shared link.
+  keeps its own clock ``t`` (which may run ahead of ``env.now``: local work and sends
+  need no event) and only waits when it needs a message that has not been routed to it
+  yet; the delivery then wakes it with one event. Its up-ramp is private, so reserving
+  it ahead of ``env.now`` keeps FIFO order on every shared link; a train enters the
+  fabric at its sender's clock (an event at that time), so shared links are still
+  taken in simulated-time order. A PE posts the phases it starts with its clock, so a
+  train held for its receiver's phase leaves at ``max(post, send)`` whichever PE the
+  event loop runs first.
 - Critical-path attribution: every PE carries, next to its clock, the clock split by
   cause (compute, dequant, latency, bandwidth, overhead: :class:`wsesim.perf.cost.Cost`
   fields). A message carries its sender's split; when a message sets a PE's clock, the
@@ -68,28 +72,25 @@ Msg = tuple
 
 class _Branch(Event):
     """One branch of a train travelling hop by hop, and the simpy event of its head
-    reaching the next router (re-armed at every hop: no new object per hop). ``legs``
-    are (direction, hops) runs (dimension-ordered routing: X then Y); ``along``:
+    reaching the next router (re-armed at every hop: no new object per hop). ``steps``
+    are its hops (:meth:`Net.steps`: dimension-ordered routing, X then Y); ``along``:
     deliver to every PE passed (a multicast along a line), else only at the end."""
 
     __slots__ = (
         "_cbs",
         "along",
         "bd",
-        "dir",
+        "k",
         "lat",
-        "left",
-        "leg",
-        "legs",
-        "moved",
         "net",
         "node",
         "send_t",
+        "steps",
         "tag",
         "w",
     )
 
-    def __init__(self, net: Net, node: int, legs: tuple, along: bool, w: int, tag: Any,
+    def __init__(self, net: Net, node: int, steps: tuple, along: bool, w: int, tag: Any,
                  send_t: float, bd: tuple, lat: float) -> None:
         self.env = net.env
         self._ok = True
@@ -98,52 +99,41 @@ class _Branch(Event):
         self.callbacks = self._cbs
         self.net = net
         self.node = node
-        self.legs = legs
-        self.leg = 0
-        self.dir, self.left = legs[0] if legs else (EAST, 0)
+        self.steps = steps
+        self.k = 0
         self.w = w
         self.tag = tag
         self.send_t = send_t
         self.bd = bd
         self.lat = lat
         self.along = along
-        self.moved = False
 
     def arrive(self, _ev: Event) -> None:
-        """The head is at router ``node`` now: deliver (multicast), then take the next
-        link (reserving it for the train's W cycles from when it is free)."""
+        """The head is at router ``node`` now: deliver (multicast, or the end), then
+        take the next link (reserving it for the train's W cycles from when it is
+        free)."""
         net = self.net
         now = net.env._now
+        k = self.k
+        steps = self.steps
+        if k == len(steps):
+            if k or not self.along:
+                net.deliver(self.node, now, self)
+            return
         node = self.node
-        if self.moved and self.along:
+        if k and self.along:
             net.deliver(node, now, self)
-        turn = 0.0
-        if not self.left:
-            legs = self.legs
-            while True:             # the next non-empty leg, if any
-                self.leg += 1
-                if self.leg >= len(legs):
-                    if not self.along:
-                        net.deliver(node, now, self)
-                    return
-                new_dir, self.left = legs[self.leg]
-                if self.left:
-                    break
-            if self.moved and new_dir != self.dir:
-                turn = net.turn
-            self.dir = new_dir
-        d = self.dir
+        d, off, dt = steps[k]
         link = node * 4 + d
         free = net.link_free
         start = free[link]
-        start = max(start, now)
+        if start < now:
+            start = now
         w = self.w
         free[link] = start + w
         net.link_busy[link] += w
-        self.node = node + net.offset[d]
-        self.left -= 1
-        self.moved = True
-        dt = net.hop + turn
+        self.node = node + off
+        self.k = k + 1
         self.lat += dt
         self.callbacks = self._cbs
         heappush(net.queue, (start + dt, NORMAL, next(net.eid), self))
@@ -250,7 +240,7 @@ class PE(Event):
         self.t = 0.0
         self.bd = [0.0] * 5
         self.inbox: dict[Any, Msg] = {}
-        self.waiting: Any = None        # the tag the program waits for, if any
+        self.waiting: tuple = ()        # the tags the program waits for (any one)
         self.busy = 0.0
         self.sram_used = 0
         self.sram_peak = 0
@@ -348,7 +338,7 @@ class PE(Event):
                 msg = self.inbox.pop(op[1], None)
                 if msg is None:     # not routed here yet: wait for it
                     self.pc, self.t, self.bd, self.busy = i, t, bd, busy
-                    self.waiting = op[1]
+                    self.waiting = (op[1],)
                     return
             if code == RECVA:       # landed by DMA: down the ramp after the ones before
                 head, w, send_t, mbd, lat = msg
@@ -383,7 +373,7 @@ class PE(Event):
             msg = None
             i += 1
         self.pc, self.t, self.bd, self.busy = n, t, bd, busy
-        self.waiting = None
+        self.waiting = ()
 
     def _consume(self, msg: Msg, code: int, t: float, bd: list) -> tuple[float, list]:
         """Take a train whole: the PE takes one wavelet per cycle (through its
@@ -410,11 +400,11 @@ class PE(Event):
             posted[tag] = at
             train = held.pop(tag, None)
             if train is not None:
-                src, legs, along, w, start, bd = train
+                src, steps, along, w, start, bd = train
                 launch = max(at, start)
                 net = self.net
                 heappush(net.queue, (launch + net.ramp, NORMAL, next(net.eid),
-                                     _Branch(net, src, legs, along, w, tag, start, bd,
+                                     _Branch(net, src, steps, along, w, tag, start, bd,
                                              net.ramp)))
 
     def _send(self, branches: tuple, w: int, blocking: bool = True) -> None:
@@ -426,40 +416,39 @@ class PE(Event):
         net = self.net
         idx = self.idx
         t = self.t
+        bd = self.bd                # the PE's own list (updated in place if it waits)
         start = net.up_free[idx]
-        if start > t:
-            bd = list(self.bd)
-            bd[BANDWIDTH] += start - t
+        if start > t:               # the up-ramp is still busy: the train waits
+            sent_bd = list(bd)
+            sent_bd[BANDWIDTH] += start - t
+            if blocking:
+                bd[BANDWIDTH] += start - t
+            sent_bd = tuple(sent_bd)
         else:
             start = t
-            bd = self.bd
+            sent_bd = tuple(bd)
         net.up_free[idx] = start + w
         net.up_busy[idx] += w
-        sent_bd = tuple(bd)
         ramp = net.ramp
         at = start + ramp
-        queue, eid = net.queue, net.eid
-        offset = net.offset
+        routes = net.routes
         for legs, along, tag in branches:
+            route = routes.get(legs) or net.route(legs)
             launch = at
             if not along:           # one receiver: when does it start the phase for it?
-                dst = idx
-                for d, hops in legs:
-                    dst += offset[d] * hops
-                pe = net.pes[dst]
+                pe = net.pes[idx + route[1]]
                 posted = pe.posted.get(tag)
                 if posted is None:  # not yet: the train waits for it (see _post)
-                    pe.held[tag] = (idx, legs, along, w, start, sent_bd)
+                    pe.held[tag] = (idx, route[0], along, w, start, sent_bd)
                     continue
                 if posted > start:
                     launch = posted + ramp
-            heappush(queue, (launch, NORMAL, next(eid),
-                             _Branch(net, idx, legs, along, w, tag, start, sent_bd, ramp)))
+            heappush(net.queue, (launch, NORMAL, next(net.eid),
+                                 _Branch(net, idx, route[0], along, w, tag, start,
+                                         sent_bd, ramp)))
         if blocking:
-            bd = list(bd)
             bd[BANDWIDTH] += w
             self.t = start + w
-            self.bd = bd
 
 
 @dataclass
@@ -517,6 +506,7 @@ class Net:
             raise TypeError("wsesim.sim.fabric_net needs simpy 4's event queue")
         n = rows * cols
         self.offset = (1, -1, cols, -cols)
+        self.routes: dict[tuple, tuple[tuple, int]] = {}
         self.link_free = [0.0] * (4 * n)
         self.link_busy = [0.0] * (4 * n)
         self.up_free = [0.0] * n
@@ -524,6 +514,21 @@ class Net:
         self.up_busy = [0.0] * n
         self.down_busy = [0.0] * n
         self.pes = [PE(self, i) for i in range(n)]
+
+    def route(self, legs: tuple) -> tuple[tuple, int]:
+        """A route of (direction, hops) legs as (steps, the receiver's index minus the
+        sender's); each step (direction, the step to the next router's index, cycles
+        until the head is there: ``hop``, plus ``turn`` where dimension-ordered routing
+        changes direction). Cached in ``routes``."""
+        out: list[tuple] = []
+        last = None
+        for d, hops in legs:
+            for _ in range(hops):
+                turn = self.turn if last is not None and d != last else 0.0
+                out.append((d, self.offset[d], self.hop + turn))
+                last = d
+        route = self.routes[legs] = (tuple(out), sum(step[1] for step in out))
+        return route
 
     def node(self, row: int, col: int) -> int:
         return row * self.cols + col
@@ -537,10 +542,8 @@ class Net:
         msg = (now + ramp, br.w, br.send_t, br.bd, br.lat + ramp)
         pe = self.pes[node]
         tag = br.tag
-        waiting = pe.waiting
-        if waiting is not None and (waiting == tag or (waiting.__class__ is tuple
-                                                       and tag in waiting)):
-            pe.waiting = None      # the program waits for it: wake it (one event)
+        if tag in pe.waiting:      # the program waits for it: wake it (one event)
+            pe.waiting = ()
             pe.woke = tag
             pe._value = msg
             pe.callbacks = pe._cbs
