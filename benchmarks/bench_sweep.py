@@ -90,8 +90,9 @@ def main() -> None:
     n = len(outcome.rows)
     print(f"{n} points ({'memory + fit only' if args.no_performance else 'with performance'})"
           f" on {args.workers} workers: {outcome.seconds:.1f} s, "
-          f"{outcome.seconds / n * args.workers:.2f} worker-s per point, "
-          f"{len(outcome.failed_rows)} failed (target: >= 500 points in < 60 s)")
+          f"{n / outcome.seconds:.1f} points/s (target: >= 500 points in < 60 s, "
+          f"{500 / 60:.1f} points/s), {outcome.seconds / n * args.workers:.2f} worker-s "
+          f"per point, {len(outcome.failed_rows)} failed")
     for reason, count in outcome.reasons.items():
         print(f"  {count} x {reason}")
 
