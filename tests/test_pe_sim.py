@@ -366,7 +366,7 @@ def test_fabric_check_bad_arguments(capsys, args, key):
     assert len(err) == 1 and err[0].startswith(f"error: fabric-check: {key}: ")
 
 
-def test_pe_stage_costs_interpolates_few_contexts():
+def test_pe_stage_costs_interpolates_few_contexts(monkeypatch):
     """Long decodes: at most MAX_SAMPLES context lengths are simulated per stage, the
     rest interpolated; the interpolation stays within the simulated values."""
     dep = deployment(hardware=tiny_hardware(8, 8), workload={
@@ -376,7 +376,19 @@ def test_pe_stage_costs_interpolates_few_contexts():
     att = next(s for s in plan.stages if s.part == "attention")
     kn = P.Kernels.of(dep)
     contexts = 17 + np.arange(199)
+    simulated: list[int] = []
+    simulate_stage = P._simulate_stage
+
+    def counting(kn, content, rows, cols, context, tokens):
+        simulated.append(context)
+        return simulate_stage(kn, content, rows, cols, context, tokens)
+    monkeypatch.setattr(P, "_simulate_stage", counting)
     dec, _ = P.pe_stage_costs(kn, att, contexts, np.array([16]), np.array([16]))
+    # the decode steps at MAX_SAMPLES contexts (the first and last among them), plus
+    # the one prefill chunk
+    decode_runs = simulated[:-1]
+    assert len(decode_runs) == P.MAX_SAMPLES and len(simulated) == P.MAX_SAMPLES + 1
+    assert min(decode_runs) == contexts[0] and max(decode_runs) == contexts[-1]
     totals = np.asarray(dec.total)
     assert totals.shape == (199,) and np.all(np.diff(totals) >= -1e-9)
     direct = P.stage(kn, att.content, 8, 8, int(contexts[100])).pe_cycles
