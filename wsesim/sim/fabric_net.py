@@ -73,7 +73,7 @@ Msg = tuple
 class _Branch(Event):
     """One branch of a train travelling hop by hop, and the simpy event of its head
     reaching the next router (re-armed at every hop: no new object per hop). ``steps``
-    are its hops (:meth:`Net.steps`: dimension-ordered routing, X then Y); ``along``:
+    are its hops (:meth:`Net.route`: dimension-ordered routing, X then Y); ``along``:
     deliver to every PE passed (a multicast along a line), else only at the end."""
 
     __slots__ = (
@@ -400,12 +400,7 @@ class PE(Event):
             posted[tag] = at
             train = held.pop(tag, None)
             if train is not None:
-                src, steps, along, w, start, bd = train
-                launch = max(at, start)
-                net = self.net
-                heappush(net.queue, (launch + net.ramp, NORMAL, next(net.eid),
-                                     _Branch(net, src, steps, along, w, tag, start, bd,
-                                             net.ramp)))
+                self.net.launch(*train, tag, at)
 
     def _send(self, branches: tuple, w: int, blocking: bool = True) -> None:
         """A train of ``w`` wavelets at the PE's clock: one up-ramp occupancy (after the
@@ -429,23 +424,17 @@ class PE(Event):
             sent_bd = tuple(bd)
         net.up_free[idx] = start + w
         net.up_busy[idx] += w
-        ramp = net.ramp
-        at = start + ramp
         routes = net.routes
         for legs, along, tag in branches:
-            route = routes.get(legs) or net.route(legs)
-            launch = at
+            steps, delta = routes.get(legs) or net.route(legs)
+            posted = start
             if not along:           # one receiver: when does it start the phase for it?
-                pe = net.pes[idx + route[1]]
+                pe = net.pes[idx + delta]
                 posted = pe.posted.get(tag)
                 if posted is None:  # not yet: the train waits for it (see _post)
-                    pe.held[tag] = (idx, route[0], along, w, start, sent_bd)
+                    pe.held[tag] = (idx, steps, along, w, start, sent_bd)
                     continue
-                if posted > start:
-                    launch = posted + ramp
-            heappush(net.queue, (launch, NORMAL, next(net.eid),
-                                 _Branch(net, idx, route[0], along, w, tag, start,
-                                         sent_bd, ramp)))
+            net.launch(idx, steps, along, w, start, sent_bd, tag, posted)
         if blocking:
             bd[BANDWIDTH] += w
             self.t = start + w
@@ -529,6 +518,16 @@ class Net:
                 last = d
         route = self.routes[legs] = (tuple(out), sum(step[1] for step in out))
         return route
+
+    def launch(self, src: int, steps: tuple, along: bool, w: int, start: float, bd: tuple,
+               tag: Any, posted: float) -> None:
+        """A train sent at ``start`` whose receiver starts its phase at ``posted``
+        enters the fabric at the later of the two: its head is at the sender's router
+        a ramp later (one event per link from there)."""
+        at = start if start > posted else posted
+        heappush(self.queue, (at + self.ramp, NORMAL, next(self.eid),
+                              _Branch(self, src, steps, along, w, tag, start, bd,
+                                      self.ramp)))
 
     def node(self, row: int, col: int) -> int:
         return row * self.cols + col
