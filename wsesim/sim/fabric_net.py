@@ -19,8 +19,8 @@ What it models
   simulated time the head arrives, so trains are served first come, first served.
 - A multicast (router replication along a line) delivers the same train to every PE it
   passes, through each PE's down-ramp.
-- PEs run SPMD programs: one generator per PE, a lightweight process driven by simpy
-  events (simpy's own ``Process`` costs more per resume than a whole train hop). A PE
+- PEs run SPMD programs: one list of ops per PE, run by a lightweight process driven
+  by simpy events (simpy's own ``Process`` costs more per resume than a train hop). A PE
   keeps its own clock ``t`` (which may run ahead of ``env.now``: local work and sends
   need no event) and only waits when it needs a message that has not been routed to it
   yet; the delivery then wakes it with one event. Its up-ramp is private, so reserving
@@ -57,9 +57,8 @@ from wsesim.perf.fabric import Fabric
 
 EAST, WEST, SOUTH, NORTH = 0, 1, 2, 3
 DIRECTIONS = ("east", "west", "south", "north")
+# a PE's split of its clock by cause: the first five fields of Cost, in their order
 COMPUTE, DEQUANT, LATENCY, BANDWIDTH, OVERHEAD = range(5)
-_CAUSES = ("compute", "dequant", "latency", "bandwidth", "overhead")
-
 
 
 # A train as its receiver sees it, a tuple (the hot path allocates one per delivery):
@@ -591,7 +590,7 @@ class Net:
         finish = np.array([pe.t for pe in self.pes]).reshape(rows, cols)
         last = self.pes[int(np.argmax(finish))]
         cycles = float(last.t)
-        cost = Cost(**{name: float(v) for name, v in zip(_CAUSES, last.bd)})
+        cost = Cost(*map(float, last.bd))
         notes = []
         if self.sram_bytes is not None:
             over = [pe for pe in self.pes if pe.sram_peak > self.sram_bytes]
