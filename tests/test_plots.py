@@ -37,7 +37,7 @@ def result():
 
 def test_wafer_arrays_are_the_ledgers(result):
     for w in range(result.wafers):
-        used, stage_map = plots.wafer_arrays(result, w)
+        used, stage_map = plots.used_map(result, w), plots.stage_map(result, w)
         ref = result.ledger.wafer(w)
         assert used.shape == stage_map.shape == (ROWS, COLS)
         np.testing.assert_array_equal(used, ref.used)
@@ -55,7 +55,7 @@ def test_placement_image_has_the_grid_shape_and_the_plans_colours(result, tmp_pa
     fig = plots.placement_figure(result, 0)
     (drawn,) = plots.drawn_images(fig)
     assert drawn.shape == (ROWS, COLS, 4)
-    _, stage_map = plots.wafer_arrays(result, 0)
+    stage_map = plots.stage_map(result, 0)
     stages = result.plan.stages
     colour_of = {}
     for s in result.plan.wafers[0].stages:

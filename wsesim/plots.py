@@ -54,6 +54,7 @@ RAMP = (0.35, 1.0)                    # the part of each ramp used (light to dar
 PANEL_INCHES = 4.6                    # the longer side of one wafer's panel
 MAX_SIDE_BY_SIDE_PIXELS = 1500        # decimate grids beyond this many px per panel side
 MAX_HELD_WAFERS = 16                  # wafers whose SRAM arrays one figure holds at once
+MAX_OUTLINES = 5000                   # more region outlines than this would hide the map
 
 
 class PlotFiles(list):
@@ -65,18 +66,23 @@ class PlotFiles(list):
 
 
 # ----------------------------------------------------------------------------- data
-def wafer_arrays(result: Result, wafer: int) -> tuple[npt.NDArray[np.int64],
-                                                      npt.NDArray[np.int32]]:
-    """Bytes used per PE (runtime reserve included) and the stage index per PE (-1 none,
-    -2 several stages share the PE) of one wafer: the same arrays as
-    ``result.ledger.wafer(wafer).used`` and ``.stage_map``, built from the ledger's
-    regions without caching five whole-grid arrays per wafer (a 128-wafer plan would
-    otherwise hold gigabytes)."""
-    ledger = result.ledger
-    if ledger is None:
+def used_map(result: Result, wafer: int) -> npt.NDArray[np.int64]:
+    """Bytes used per PE of one wafer (runtime reserve included): the ledger's array,
+    built from its regions without caching whole-grid arrays per wafer (a 128-wafer
+    plan would otherwise hold gigabytes)."""
+    return _ledger(result).used_map(wafer)
+
+
+def stage_map(result: Result, wafer: int) -> npt.NDArray[np.int32]:
+    """The stage index per PE of one wafer (-1 none, -2 several stages share the PE)."""
+    return _ledger(result).stage_map(wafer)
+
+
+def _ledger(result: Result) -> Any:
+    if result.ledger is None:
         raise ValueError("this result carries no ledger (a Result read back from JSON "
                          "has no per-PE arrays); plot the Result that simulate() returns")
-    return ledger.used_map(wafer), ledger.stage_map(wafer)
+    return result.ledger
 
 
 def overflow_mask(used: npt.ArrayLike, sram_bytes: int) -> npt.NDArray[np.bool_]:
@@ -120,8 +126,7 @@ def _block_max(a: np.ndarray, k: int) -> np.ndarray:
         return a
     rows, cols = a.shape
     pr, pc = -rows % k, -cols % k
-    fill = np.nan if a.dtype.kind == "f" else np.iinfo(a.dtype).min if \
-        a.dtype.kind in "iu" else False
+    fill = np.nan if a.dtype.kind == "f" else False   # float values or a bool mask
     padded = np.pad(a, ((0, pr), (0, pc)), constant_values=fill)
     blocks = padded.reshape((rows + pr) // k, k, (cols + pc) // k, k)
     return np.nanmax(blocks, axis=(1, 3)) if a.dtype.kind == "f" else blocks.max(axis=(1, 3))
@@ -200,10 +205,11 @@ def _new_figure(rows: int, cols: int, n: int, dpi: int, extra_width: float,
     return fig, axes[:n]
 
 
-def _show(ax, image: np.ndarray, rows: int, cols: int, **kwargs):
+def _show(ax, image: np.ndarray, rows: int, cols: int, gid: str = IMAGE_GID, **kwargs):
+    """One PE per cell (row 0 at the top); ``gid`` tells the main image from overlays."""
     im = ax.imshow(image, origin="upper", interpolation="nearest", aspect="equal",
                    extent=(-0.5, cols - 0.5, rows - 0.5, -0.5), **kwargs)
-    im.set_gid(IMAGE_GID)
+    im.set_gid(gid)
     ax.set_xlabel("PE column")
     ax.set_ylabel("PE row")
     return im
@@ -221,14 +227,13 @@ def _outlines(ax, result: Result, wafer: int) -> None:
         x0, y0 = r.col0 - 0.5, r.row0 - 0.5
         x1, y1 = x0 + r.cols, y0 + r.rows
         rects.append([(x0, y0), (x1, y0), (x1, y1), (x0, y1)])
-    if 1 < len(rects) <= 5000:
+    if 1 < len(rects) <= MAX_OUTLINES:
         ax.add_collection(PolyCollection(rects, facecolors="none", edgecolors="white",
                                          linewidths=0.3, alpha=0.8))
 
 
 def _wafer_words(result: Result, wafer: int) -> str:
-    holds = result.partition[wafer].holds if wafer < len(result.partition) else []
-    return ", ".join(holds)
+    return ", ".join(result.partition[wafer].holds)
 
 
 def _heading(result: Result, what: str, wafers: list[int]) -> str:
@@ -278,8 +283,7 @@ def placement_figure(result: Result, wafers: int | Sequence[int] | None = None,
     sequential = result.strategy == "sequential"
     parts_seen: set[str] = set()
     for ax, w in zip(axes, wl):
-        _, stage_map = wafer_arrays(result, w)
-        shown = _stride(stage_map, k)
+        shown = _stride(stage_map(result, w), k)
         _show(ax, lut[shown + 2], rows, cols)
         present = np.unique(shown)
         parts_seen.update(plan.stages[i].part for i in present if i >= 0)
@@ -326,10 +330,8 @@ def _draw_sram(ax, used: np.ndarray, sram: int, rows: int, cols: int, k: int,
     if count:
         shown = _block_max(over, k)
         overlay = np.ma.masked_array(frac, mask=~shown)
-        ov = ax.imshow(overlay, origin="upper", interpolation="nearest", aspect="equal",
-                       extent=(-0.5, cols - 0.5, rows - 0.5, -0.5),
-                       cmap=_ramp_cmap(OVERFLOW_CMAP), norm=over_norm)
-        ov.set_gid(OVERFLOW_GID)
+        ov = _show(ax, overlay, rows, cols, OVERFLOW_GID, cmap=_ramp_cmap(OVERFLOW_CMAP),
+                   norm=over_norm)
     return im, ov, count
 
 
@@ -346,10 +348,8 @@ def sram_figure(result: Result, wafers: int | Sequence[int] | None = None,
     k = _decimation(rows, cols, len(wl))
     # holding every wafer's array at once (~7 MB per WSE-3 wafer) lets the scale see
     # them all; past MAX_HELD_WAFERS they are read one at a time and the scale starts at 0
-    arrays = [wafer_arrays(result, w)[0] for w in wl] if len(wl) <= MAX_HELD_WAFERS \
-        else None
-    peak = max(int(a.max()) for a in arrays) if arrays else max(
-        p.max_pe_bytes for p in result.partition)
+    arrays = [used_map(result, w) for w in wl] if len(wl) <= MAX_HELD_WAFERS else None
+    peak = max(result.partition[w].max_pe_bytes for w in wl)
     # the scale starts at 0 %, or, when 95 % of the PEs are more than half full, at the
     # tens of percent below them (so 90 % and 100 % look different; the rest clip)
     low = min(float(np.percentile(a, 5)) for a in arrays) if arrays else 0.0
@@ -358,11 +358,11 @@ def sram_figure(result: Result, wafers: int | Sequence[int] | None = None,
     total = 0
     im = ov_image = None
     for i, (ax, w) in enumerate(zip(axes, wl)):
-        used = arrays[i] if arrays else wafer_arrays(result, w)[0]
+        used = arrays[i] if arrays else used_map(result, w)
         im, ov, count = _draw_sram(ax, used, sram, rows, cols, k, norm, over_norm)
         ov_image = ov or ov_image
         total += count
-        fullest = int(used.max())
+        fullest = result.partition[w].max_pe_bytes
         if len(wl) == 1:
             extra = (f"fullest PE {fullest:,} B ({_pct(fullest / sram)}); "
                      + (f"{count:,} PEs overflow" if count else "no PE overflows"))
@@ -423,7 +423,7 @@ def utilization_figure(result: Result, wafers: int | Sequence[int] | None = None
         if link is not None:
             panels.append((link * 100, "link busy"))
             continue
-        _, stage_map = wafer_arrays(result, w)
+        stages = stage_map(result, w)
         lut = np.full(len(result.plan.stages) + 2, np.nan, np.float32)
         known = []
         for s in result.plan.stages:
@@ -431,19 +431,19 @@ def utilization_figure(result: Result, wafers: int | Sequence[int] | None = None
                 lut[s.index + 2] = busy[s.index] * 100
                 known.append(busy[s.index])
         lut[0] = min(max(known), 1.0) * 100 if known else np.nan
-        panels.append((lut[stage_map + 2], "busy per region"))
+        panels.append((lut[stages + 2], "busy per region"))
     # the scale runs to the busiest PE drawn: at batch 1 a pipeline is mostly idle
     top = max((float(np.nanmax(v)) for v, _ in panels if np.isfinite(v).any()), default=0)
     norm = Normalize(0, min(max(top, 1e-3), 100))
     im = None
     for ax, w, (values, label) in zip(axes, wl, panels):
-        shown = _block_max(values, k) if k > 1 else values
+        shown = _block_max(values, k)
         im = _show(ax, np.ma.masked_invalid(shown), rows, cols, cmap=cmap, norm=norm)
         finite = values[np.isfinite(values)]
-        extra = f"{label}: mean {finite.mean():.2g}%, max {finite.max():.2g}%" \
+        extra = f"{label}: mean {finite.mean():.3g}%, max {finite.max():.3g}%" \
             if finite.size else f"{label}: no data"
         if w < len(interwafer):
-            extra += f"\nlink to wafer {w + 1}: busy {100 * interwafer[w]:.2g}%"
+            extra += f"\nlink to wafer {w + 1}: busy {100 * interwafer[w]:.3g}%"
         ax.set_title(_wafer_title(result, w, extra), fontsize=_title_size(wl))
     _label_outer(axes, len(wl))
     what = "link busy fraction per PE" if link_busy is not None else \
@@ -489,14 +489,10 @@ def pe_link_busy(result: Result) -> list[np.ndarray] | None:
     """Per-PE link busy fractions of a ``simulation: {fidelity: pe}`` run (the busiest
     of each router's four outgoing links, one rows x cols array per wafer), or None
     when the result has none."""
-    dep = result.plan.deployment if result.plan is not None else None
-    if dep is None or getattr(dep.simulation, "fidelity", None) != "pe":
+    if result.plan is None or result.plan.deployment.simulation.fidelity != "pe":
         return None
-    try:
-        from wsesim.sim.pe import pe_utilization
-        links = pe_utilization(result).get("link")
-    except (ImportError, AttributeError, KeyError):
-        return None
+    from wsesim.sim.pe import pe_utilization
+    links = pe_utilization(result)["link"]
     if not links or not any(np.any(a) for a in links):
         return None
     return links
@@ -543,8 +539,6 @@ def write_plots(result: Result, out_dir: str | Path, fmt: str = "png",
                 fig = utilization_figure(result, wafers, None, links, dpi)
             else:
                 fig = FIGURES[kind](result, wafers, dpi=dpi)
-            if fig is None:
-                continue
             files.append(save(fig, out / f"{stem}-{kind}{suffix}.{fmt}", dpi))
     return files
 

@@ -141,7 +141,7 @@ def render_markdown(r: Result) -> str:
              f"- model: {m.name}, {m.parameters:,} parameters, {m.layers} layers",
              f"- hardware: {r.hardware.name}, {r.hardware.grid[0]} x {r.hardware.grid[1]} "
              f"PEs per wafer, {r.wafers} wafers ({r.strategy})",
-             f"- fewest wafers that fit: {r.min_wafers if r.min_wafers else 'none'}",
+             f"- fewest wafers that fit: {'none' if r.min_wafers is None else r.min_wafers}",
              *(f"- {k}: {v}" for k, v in r.quantization.items()),
              "", "## SRAM, summed over every PE", "", "| item | bytes | GB |",
              "| --- | ---: | ---: |"]
