@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from wsesim.cli import main
 from wsesim.mapping.plan import make_plan
 from wsesim.perf.fabric import Fabric
+from wsesim.perf.stages import attention_prefill_meshgemm
 from wsesim.quant import preset
 from wsesim.run import simulate
 from wsesim.sim import pe as P
@@ -125,6 +126,16 @@ def test_meshgemm_prefill_agrees(hw, grid, hidden, tokens):
     kn, plan = P.kernels_for(hw, grid, grid, hidden=hidden, context=tokens)
     for s in plan.wafers[0].stages[1:3]:
         agree(P.prefill(kn, s.content, grid, grid, tokens))
+
+
+def test_a_later_prefill_chunk_attends_to_more_tokens():
+    kn, plan = P.kernels_for("wse2", 8, 8, hidden=512, context=512)
+    att = plan.wafers[0].stages[1].content
+    first = attention_prefill_meshgemm(kn, att, 8, 8, 128, 128)
+    last = attention_prefill_meshgemm(kn, att, 8, 8, 128, 512)
+    assert float(last.total) > float(first.total)
+    pe_cost, _ = P._mesh_prefill(kn, att, 8, 8, 128, 512)
+    assert float(pe_cost.total) == pytest.approx(float(last.total), rel=TOL)
 
 
 def test_deployment_ttft_tile_vs_pe_with_meshgemm_prefill():

@@ -15,7 +15,13 @@ from wsesim.perf.compute import PECompute
 from wsesim.perf.cost import Cost
 from wsesim.perf.fabric import Fabric
 from wsesim.perf.model import _occupancy, build_model, max_tokens_per_cycle
-from wsesim.perf.stages import Kernels, attention_cost, mlp_cost
+from wsesim.perf.stages import (
+    Kernels,
+    _mesh_step,
+    attention_cost,
+    local_products,
+    mlp_cost,
+)
 from wsesim.performance import decode_tokens_per_cycle
 from wsesim.quant import preset
 from wsesim.run import simulate
@@ -75,6 +81,27 @@ def test_pe_compute_by_hand():
     assert total(pe.gemm(6, 5, 8)) == 6 * 5 * 8 / 4 + 5 * 8 * 3
     assert float(pe.dequant(preset("int4-g128"), 100).dequant) == 100 * 4 / 4
     assert total(pe.dequant(preset("fp16"), 100)) == 0
+
+
+def test_a_weight_block_is_dequantized_each_time_it_is_read():
+    pe = PECompute(rate=4, op_cycles=3, elementwise={}, dequant_ops={"int4": 4})
+    int4 = preset("int4-g128")
+    dq = 2 * 100 * 4 / 4                                  # a 2 x 100 block, once
+    # 2 tokens: token by token (2 x (gemv 56 + dequant 200)) beats one gemm (700 + 200)
+    two = local_products(pe, 2, 2, 100, int4)
+    assert (total(two), float(two.dequant)) == (2 * (56 + dq), 2 * dq)
+    # 4 tokens: 4 x 256 = 1024 > gemm 800 + dequant 200 once (without dequantizing per
+    # token, 4 x 56 + 200 = 424 would have looked cheaper)
+    four = local_products(pe, 4, 2, 100, int4)
+    assert (total(four), float(four.dequant)) == (800 + dq, dq)
+
+
+def test_a_meshgemm_step_waits_for_the_slower_of_its_product_and_its_shift():
+    kn = Kernels.of(deployment())   # hop 1, ramp 2, 4-byte links, phase 200, fp16
+    shift = 2 * 1 + 2 * 2 + 50 * 2 / 4                    # 2 hops, 2 ramps, 25 wavelets
+    for compute in (10, 100, 250):
+        step = _mesh_step(kn, Cost(compute=compute), 50, 50)
+        assert total(step) == max(compute, shift) + 200
 
 
 def test_a_decode_layer_runs_ten_allreduces(monkeypatch):

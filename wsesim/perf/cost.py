@@ -66,6 +66,15 @@ def cheapest(*costs: Cost) -> Cost:
     return min(costs, key=lambda c: c.worst)
 
 
+def later(a: Cost, b: Cost) -> Cost:
+    """Whichever of two costs ends later (elementwise over arrays), with its causes."""
+    pick = np.asarray(b.total) > np.asarray(a.total)
+    if pick.ndim == 0:
+        return b if bool(pick) else a
+    return Cost(*(np.where(pick, getattr(b, f.name), getattr(a, f.name))
+                  for f in fields(Cost)))
+
+
 def stack(costs: "list[Cost]") -> Cost:
     """One Cost whose fields are arrays, entry i from ``costs[i]``."""
     return Cost(*(np.array([float(np.asarray(getattr(c, f.name))) for c in costs])

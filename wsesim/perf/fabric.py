@@ -15,7 +15,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from wsesim.perf.cost import Cost, Num, stack
+from wsesim.perf.cost import Cost, Num, later, stack
 from wsesim.specs import HardwareProfile
 
 ALGORITHMS = ("chain", "tree", "two-level")
@@ -135,7 +135,7 @@ class Fabric:
         ready = own + Cost(overhead=self.step)
         head = partner + Cost(overhead=self.step,
                               latency=hops * self.hop + 2 * self.ramp + self.add)
-        return _later(ready, head) + Cost(bandwidth=self.wavelets(elements, element_bytes))
+        return later(ready, head) + Cost(bandwidth=self.wavelets(elements, element_bytes))
 
     def _binomial(self, size: int, elements: Num, element_bytes: float) -> Cost:
         """A binomial tree reducing ``size`` PEs of a line into its end PE (level l:
@@ -219,15 +219,6 @@ def _best_allreduce(fabric: Fabric, n: int, elements: float, element_bytes: floa
     return fabric.allreduce(n, elements, element_bytes,
                             *fabric.choose_allreduce(n, elements, element_bytes, algorithm,
                                                      groups))
-
-
-def _later(a: Cost, b: Cost) -> Cost:
-    """Whichever of two costs ends later (elementwise over arrays), with its causes."""
-    pick = np.asarray(b.total) > np.asarray(a.total)
-    if pick.ndim == 0:
-        return b if bool(pick) else a
-    return Cost(*(np.where(pick, getattr(b, f.name), getattr(a, f.name))
-                  for f in fields(Cost)))
 
 
 def group_layout(n: int, groups: int) -> tuple[int, int, list[int]]:

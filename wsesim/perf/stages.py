@@ -18,8 +18,9 @@ import numpy as np
 from wsesim.mapping.plan import StageContent
 from wsesim.mapping.tiling import TensorBlock
 from wsesim.perf.compute import PECompute
-from wsesim.perf.cost import Cost, Num, cheapest, total_of
+from wsesim.perf.cost import Cost, Num, cheapest, later, total_of
 from wsesim.perf.fabric import Fabric
+from wsesim.quant import QuantFormat
 from wsesim.specs import Deployment
 
 
@@ -58,14 +59,18 @@ def _largest(tb: TensorBlock, rows: int, cols: int) -> tuple[int, int, int]:
 def linear(kn: Kernels, tb: TensorBlock, rows: int, cols: int, tokens: Num) -> Cost:
     """Local products for ``tokens`` tokens, dequantization, the partial-sum allreduce."""
     k, n, reduce_over = _largest(tb, rows, cols)
-    return (local_products(kn.pe, tokens, k, n) + kn.pe.dequant(tb.fmt, k * n)
+    return (local_products(kn.pe, tokens, k, n, tb.fmt)
             + kn.allreduce(reduce_over, n * tokens))
 
 
-def local_products(pe: PECompute, tokens: Num, k: int, n: int) -> Cost:
-    """A chunk of tokens through a weight block: the cheaper of one instruction per
-    (input, output) over the tokens or one per (token, input) over the outputs."""
-    return cheapest(pe.gemm(tokens, k, n), pe.gemv(k, n) * tokens)
+def local_products(pe: PECompute, tokens: Num, k: Num, n: Num,
+                   fmt: QuantFormat | None = None) -> Cost:
+    """A chunk of tokens through a k x n block: the cheaper of one instruction per
+    (input, output) over the tokens or one per (token, input) over the outputs. A
+    stored weight block in ``fmt`` is dequantized each time it is read: once for the
+    first kernel, once per token for the second."""
+    dq = Cost() if fmt is None else pe.dequant(fmt, k * n)
+    return cheapest(pe.gemm(tokens, k, n) + dq, (pe.gemv(k, n) + dq) * tokens)
 
 
 def _norm(kn: Kernels, hidden_slice: int, reduce_over: int, tokens: Num) -> Cost:
@@ -192,9 +197,8 @@ def _mesh_step(kn: Kernels, compute: Cost, tile_a: Num, tile_b: Num) -> Cost:
     """One Cannon step: the local tile product overlaps the two-hop shift of both
     tiles; the step ends when both are done, then pays its synchronization."""
     shift = kn.fabric.transfer(2, 0, np.maximum(tile_a, tile_b), kn.act_bytes)
-    slower = compute if compute.worst >= shift.worst \
-        else Cost(latency=shift.latency, bandwidth=shift.bandwidth)
-    return slower + Cost(overhead=kn.fabric.step)
+    moving = Cost(latency=shift.latency, bandwidth=shift.bandwidth)  # its phase: below
+    return later(compute, moving) + Cost(overhead=kn.fabric.step)
 
 
 def meshgemm_tiles(rows: int, cols: int, m: int, k: int, n: int
@@ -226,8 +230,9 @@ def _meshgemm_linear(kn: Kernels, tb: TensorBlock, rows: int, cols: int, tokens:
 
 
 def attention_prefill_meshgemm(kn: Kernels, content: StageContent, rows: int, cols: int,
-                               tokens: int) -> Cost:
-    """Prompt of ``tokens`` tokens through a layer's attention on the whole grid."""
+                               tokens: int, context: int | None = None) -> Cost:
+    """A chunk of ``tokens`` prompt tokens through a layer's attention on the whole
+    grid, attending to ``context`` tokens (the chunk's end; default: the chunk alone)."""
     names = ("q_proj", "k_proj", "v_proj")
     q = find_tensor(content, "q_proj")
     o = find_tensor(content, "o_proj")
@@ -239,7 +244,8 @@ def attention_prefill_meshgemm(kn: Kernels, content: StageContent, rows: int, co
     # scores = Q K^T: every step reduces its partial tile along the row to a root that
     # rotates from step to step, so successive reductions overlap: each step pays the
     # tile's wavelets and a phase, the chain's latency is paid once
-    kt, nt = math.ceil(d / steps), math.ceil(tokens / cols)
+    context = tokens if context is None else int(context)
+    kt, nt = math.ceil(d / steps), math.ceil(context / cols)
     reduce = kn.fabric.chain(math.ceil((cols - 1) / 2), 1, mt * nt, kn.act_bytes)
     per_step = Cost(bandwidth=reduce.bandwidth, overhead=reduce.overhead)
     scores = (kn.pe.gemm(mt, kt, nt) + per_step) * steps + Cost(latency=reduce.latency)
@@ -250,7 +256,7 @@ def attention_prefill_meshgemm(kn: Kernels, content: StageContent, rows: int, co
         *(_meshgemm_linear(kn, find_tensor(content, n), rows, cols, tokens) for n in names),
         kn.pe.elementwise_op("rope", 2 * mt * math.ceil(d / cols)),
         scores, softmax,
-        meshgemm_cost(kn, rows, cols, tokens, tokens, d),   # weights . V
+        meshgemm_cost(kn, rows, cols, tokens, context, d),   # weights . V
         _meshgemm_linear(kn, o, rows, cols, tokens),
         kn.pe.vector(mt * hidden_slice),
     ])
@@ -301,7 +307,7 @@ def sequential_prefill(kn: Kernels, content: StageContent, rows: int, cols: int,
     """The kernel a whole-grid stage runs a prompt chunk with, and its cost: MeshGEMM
     pays max(rows, cols) steps whatever the chunk, so a short chunk is cheaper through
     the decode kernel token by token, and a real implementation would choose so."""
-    mesh = (attention_prefill_meshgemm(kn, content, rows, cols, tokens)
+    mesh = (attention_prefill_meshgemm(kn, content, rows, cols, tokens, int(context))
             if content.part == "attention"
             else mlp_prefill_meshgemm(kn, content, rows, cols, tokens))
     one_by_one = stage_cost(kn, content, rows, cols, context) * tokens

@@ -374,7 +374,7 @@ class _Stage:
     def linear(self, tb: TensorBlock) -> None:
         k, _, n = tb.cuts(self.R, self.C)
         t = self.tokens
-        self.work(local_products(self.pe, t, k, n) + self.pe.dequant(tb.fmt, k * n),
+        self.work(local_products(self.pe, t, k, n, tb.fmt),
                   sram=np.broadcast_to(tb.blocks(self.R, self.C).total, (self.R, self.C)))
         self.p.allreduce(self.a, "col" if tb.k_axis == "rows" else "row", n * t)
 
@@ -454,17 +454,18 @@ class _Stage:
         self.p.allreduce(self.a, "row", np.full((1, 1), mt))
         self.work(pe.elementwise_op("rsqrt", mt) + pe.vector(hidden_slice * mt, 2))
 
-    def attention_prefill(self, content: Any, rounds: int) -> None:
-        """A prompt of ``tokens`` tokens through a layer's attention on the whole grid,
-        as ``wsesim.perf.stages.attention_prefill_meshgemm`` composes it, every product
-        a MeshGEMM of ``rounds`` steps (max(rows, cols) in the kernel)."""
+    def attention_prefill(self, content: Any, rounds: int, context: int) -> None:
+        """A chunk of ``tokens`` prompt tokens attending to ``context`` tokens through a
+        layer's attention on the whole grid, as
+        ``wsesim.perf.stages.attention_prefill_meshgemm`` composes it, every product a
+        MeshGEMM of ``rounds`` steps (max(rows, cols) in the kernel)."""
         pe, R, C, tokens = self.pe, self.R, self.C, self.tokens
         q, o = find_tensor(content, "q_proj"), find_tensor(content, "o_proj")
         steps = max(R, C)
         mt = math.ceil(tokens / R)
         hidden_slice = math.ceil(q.tensor.cols / C)       # type: ignore[union-attr]
         d = q.tensor.rows                                 # type: ignore[union-attr]
-        kt, nt = math.ceil(d / steps), math.ceil(tokens / C)
+        kt, nt = math.ceil(d / steps), math.ceil(context / C)
         self._mesh_norm(hidden_slice, mt)
         for name in ("q_proj", "k_proj", "v_proj"):
             self._mesh_linear(find_tensor(content, name), rounds)   # type: ignore[arg-type]
@@ -473,7 +474,7 @@ class _Stage:
         self.work(pe.vector(mt * nt, 4) + pe.elementwise_op("exp", mt * nt))
         self.p.allreduce(self.a, "row", np.full((1, 1), mt))
         self.p.allreduce(self.a, "row", np.full((1, 1), mt))
-        self.p.meshgemm(self.a, mt, math.ceil(tokens / steps), math.ceil(d / C), rounds)
+        self.p.meshgemm(self.a, mt, math.ceil(context / steps), math.ceil(d / C), rounds)
         self._mesh_linear(o, rounds)                      # type: ignore[arg-type]
         self.work(pe.vector(mt * hidden_slice))
 
@@ -701,27 +702,30 @@ def decode_token(plan: Any, context: int | None = None) -> OpResult:
 MESH_ROUNDS = 12
 
 
-def _mesh_run(kn: Kernels, content: Any, rows: int, cols: int, tokens: int, rounds: int
-              ) -> NetRun:
+def _mesh_run(kn: Kernels, content: Any, rows: int, cols: int, tokens: int, context: int,
+              rounds: int) -> NetRun:
     net = _net(kn, rows, cols)
     prog = Program(kn, net)
     st = _Stage(prog, Area(0, 0, rows, cols), tokens)
-    (st.attention_prefill if content.part == "attention" else st.mlp_prefill)(
-        content, rounds)
+    if content.part == "attention":
+        st.attention_prefill(content, rounds, context)
+    else:
+        st.mlp_prefill(content, rounds)
     return prog.run()
 
 
-def _mesh_prefill(kn: Kernels, content: Any, rows: int, cols: int, tokens: int
-                  ) -> tuple[Cost, NetRun]:
-    """A prompt chunk through a sequential stage by MeshGEMM at PE level (every step
-    simulated up to ``MESH_ROUNDS``, else extrapolated from two shorter runs)."""
+def _mesh_prefill(kn: Kernels, content: Any, rows: int, cols: int, tokens: int,
+                  context: int) -> tuple[Cost, NetRun]:
+    """A prompt chunk attending to ``context`` tokens through a sequential stage by
+    MeshGEMM at PE level (every step simulated up to ``MESH_ROUNDS``, else
+    extrapolated from two shorter runs)."""
     steps = max(rows, cols)
     if steps <= MESH_ROUNDS:
-        run = _mesh_run(kn, content, rows, cols, tokens, steps)
+        run = _mesh_run(kn, content, rows, cols, tokens, context, steps)
         return run.cost, run
     r0, r1 = MESH_ROUNDS // 2, MESH_ROUNDS
-    a = _mesh_run(kn, content, rows, cols, tokens, r0)
-    b = _mesh_run(kn, content, rows, cols, tokens, r1)
+    a = _mesh_run(kn, content, rows, cols, tokens, context, r0)
+    b = _mesh_run(kn, content, rows, cols, tokens, context, r1)
     k = (steps - r1) / (r1 - r0)
     return b.cost * (1 + k) + a.cost * (-k), b
 
@@ -730,7 +734,7 @@ def prefill(kn: Kernels, content: Any, rows: int, cols: int, tokens: int) -> OpR
     """A prompt of ``tokens`` tokens through a layer's attention or MLP spread over the
     whole ``rows x cols`` grid, every product a MeshGEMM (``mapping: sequential``), at
     PE level and in closed form (``wsesim.perf.stages.*_prefill_meshgemm``)."""
-    cost, run = _mesh_prefill(kn, content, rows, cols, tokens)
+    cost, run = _mesh_prefill(kn, content, rows, cols, tokens, tokens)
     closed = attention_prefill_meshgemm if content.part == "attention" else \
         mlp_prefill_meshgemm
     notes = [] if max(rows, cols) <= MESH_ROUNDS else [
@@ -815,9 +819,10 @@ def pe_stage_costs(kn: Kernels, stage: Any, contexts: np.ndarray,
             for i in idx:  # the kernel the closed form picks for this chunk
                 end = int(ends[i])
                 if sequential_prefill(kn, content, rows, cols, t, end)[0] == "meshgemm":
-                    if ("mesh", t) not in cache:
-                        cache[("mesh", t)] = _mesh_prefill(kn, content, rows, cols, t)[0]
-                    prefill_parts[i] = cache[("mesh", t)]
+                    key = ("mesh", t, end if content.part == "attention" else 0)
+                    if key not in cache:
+                        cache[key] = _mesh_prefill(kn, content, rows, cols, t, end)[0]
+                    prefill_parts[i] = cache[key]
                 else:
                     prefill_parts[i] = at(end) * t
             continue
