@@ -63,10 +63,6 @@ def test_python_tag_is_an_error_never_executed(tmp_path, capsys):
     assert not marker.exists()
 
 
-
-
-
-
 # Each kind of bad input: an edit of GOOD (replace ``old`` by ``new``; old "" appends),
 # the key path the one line must name, and words it must contain.
 KINDS = {
@@ -95,6 +91,11 @@ KINDS = {
     "bad strategy": ("", "mapping: {strategy: zigzag}\n", "mapping.strategy", "pipeline"),
     "grid too small for a pipeline": ("", "mapping: {strategy: pipeline, grid: [2, 2]}\n",
                                       "mapping.grid", "do not fit on 2 x 2"),
+    # a union (a count or "auto"): located at the key, not at the member tried
+    "zero wafers": ("wafers: 1", "wafers: 0", "wafers", "greater than 0"),
+    "odd group for pairs": ("{weights: int4-g128}",
+                            "{weights: {bits: 3.5, group_size: 7, scale_bits: 16}}",
+                            "quantization.weights.group_size", "must be even"),
 }
 
 
@@ -103,24 +104,6 @@ def test_bad_value_is_one_located_line(kind, tmp_path, capsys):
     old, new, key, words = KINDS[kind]
     path = write(tmp_path, GOOD + new if not old else GOOD.replace(old, new))
     assert_one_line(*run_cli(capsys, path), path, key, words)
-
-
-def test_zero_wafers(tmp_path, capsys):
-    path = write(tmp_path, GOOD.replace("wafers: 1", "wafers: 0"))
-    code, err = run_cli(capsys, path)
-    assert code == 2 and err.startswith(f"error: {path}: wafers")
-
-
-
-
-
-def test_odd_group_for_pairs(tmp_path, capsys):
-    path = write(tmp_path, GOOD.replace("{weights: int4-g128}",
-                                        "{weights: {bits: 3.5, group_size: 7, scale_bits: 16}}"))
-    code, err = run_cli(capsys, path)
-    assert code == 2 and "quantization.weights.group_size" in err and "even" in err
-
-
 
 
 def test_bad_model_file_is_named(tmp_path, capsys):
@@ -143,16 +126,31 @@ def test_missing_deployment_file(tmp_path, capsys):
     assert_one_line(*run_cli(capsys, path), path, "(top level)", "file not found")
 
 
-
-
-
-
-
 def test_bad_hardware_profile_number(tmp_path, capsys):
     hw = (Path(__file__).parent.parent / "hardware_profiles" / "wse3.yaml").read_text()
     prof = write(tmp_path, hw.replace("pe_sram_bytes: 49152", "pe_sram_bytes: 1000"), "hw.yaml")
     path = write(tmp_path, GOOD.replace("hardware: wse3", "hardware: hw.yaml"))
     assert_one_line(*run_cli(capsys, path), prof, "(top level)", "runtime_reserve_bytes")
+
+
+def test_a_kernel_profile_without_an_entry_the_kernels_need(tmp_path, capsys):
+    hw = (Path(__file__).parent.parent / "hardware_profiles" / "wse3.yaml").read_text()
+    assert "rsqrt: 6, " in hw
+    prof = write(tmp_path, hw.replace("rsqrt: 6, ", ""), "hw.yaml")
+    path = write(tmp_path, GOOD.replace("hardware: wse3", "hardware: hw.yaml"))
+    assert_one_line(*run_cli(capsys, path), prof, "kernel", "missing rsqrt")
+
+
+def test_the_api_locates_a_key_that_cannot_be_planned():
+    import yaml
+
+    import wsesim
+    from wsesim.errors import SpecError
+    data = yaml.safe_load(GOOD)
+    data["mapping"] = {"strategy": "pipeline", "grid": [2, 2]}
+    with pytest.raises(SpecError) as info:
+        wsesim.simulate(data)
+    assert info.value.line().startswith("error: <mapping>: mapping.grid: ")
 
 
 def test_subprocess_shows_no_traceback(tmp_path):

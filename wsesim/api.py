@@ -29,15 +29,20 @@ def load(path: str | Path) -> "Deployment":
 def simulate(deployment: "Deployment | str | Path | Mapping[str, Any]", **options: Any
              ) -> "Result":
     """Plan, account and time a deployment (a :class:`Deployment`, a YAML path, or a
-    deployment mapping); ``options`` go to :func:`wsesim.run.simulate`."""
+    deployment mapping); ``options`` go to :func:`wsesim.run.simulate`. Bad input
+    raises :class:`wsesim.errors.SpecError` naming the source and the key."""
+    from wsesim.errors import located
     from wsesim.run import simulate as _simulate
-    from wsesim.specs import Deployment, deployment_from_mapping
+    from wsesim.specs import deployment_from_mapping
 
+    source = "<deployment>"
     if isinstance(deployment, (str, Path)):
-        deployment = load(deployment)
-    elif isinstance(deployment, Mapping) and not isinstance(deployment, Deployment):
-        deployment = deployment_from_mapping(dict(deployment), "<mapping>")
-    return _simulate(deployment, **options)
+        source, deployment = str(deployment), load(deployment)
+    elif isinstance(deployment, Mapping):
+        source = "<mapping>"
+        deployment = deployment_from_mapping(dict(deployment), source)
+    with located(source):
+        return _simulate(deployment, **options)
 
 
 def sweep(spec_or_path: Any, out: str | Path | None = None, workers: int = 1,

@@ -5,7 +5,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from wsesim.errors import KeyedError, SpecError
+from wsesim.errors import KeyedError, SpecError, SweepInterrupted, located
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -14,10 +14,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from wsesim.specs import load_deployment
 
     dep = load_deployment(args.file)
-    try:
+    with located(args.file):   # a key that validates alone but cannot be planned
         result = simulate(dep, trace=args.trace is not None)
-    except KeyedError as exc:  # a key that validates alone but cannot be planned
-        raise SpecError(args.file, exc.key, exc.message) from None
     sys.stdout.write(RENDERERS[args.format](result))
     if args.trace is not None:
         from wsesim.trace import write_chrome_trace
@@ -170,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = exc.filename if exc.filename is not None else args.command
         print(f"error: {where}: (top level): {exc.strerror or exc}", file=sys.stderr)
         return 2
-    except RuntimeError as exc:  # the sweep's workers stopped (SweepInterrupted)
+    except SweepInterrupted as exc:
         print(f"error: {args.command}: (top level): {' '.join(str(exc).split())}",
               file=sys.stderr)
         return 1

@@ -1,6 +1,10 @@
-"""The one error type a user sees: bad input, located by file and key path."""
+"""The errors a user sees as one line: bad input located by file and key path
+(:class:`SpecError`, from a :class:`KeyedError` once the file is known), and a sweep
+whose workers stopped (:class:`SweepInterrupted`)."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -41,3 +45,18 @@ class KeyedError(_Located, Exception):
         self.key = key
         self.message = message
         super().__init__(self.keyed())
+
+
+@contextmanager
+def located(source: str | Path | None) -> Iterator[None]:
+    """Turn a :class:`KeyedError` raised inside (planning a key that validated alone)
+    into a :class:`SpecError` naming ``source``."""
+    try:
+        yield
+    except KeyedError as exc:
+        raise SpecError(source, exc.key, exc.message) from None
+
+
+class SweepInterrupted(RuntimeError):
+    """The workers stopped (a process died, a Dask worker was lost): the rows done so far
+    are saved; running the sweep again into the same folder resumes it."""

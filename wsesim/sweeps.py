@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
-from wsesim.errors import KeyedError, SpecError
+from wsesim.errors import KeyedError, SpecError, SweepInterrupted
 from wsesim.specs.yamlio import did_you_mean
 
 SWEEP_KEYS = ("name", "base", "grid", "zip", "performance")
@@ -587,11 +587,6 @@ def _dask_client(address: str, source: str = "<command line>") -> Any:
 
 def _is_dask_client(obj: Any) -> bool:
     return type(obj).__module__.split(".")[0] == "distributed" and hasattr(obj, "submit")
-
-
-class SweepInterrupted(RuntimeError):
-    """The workers stopped (a process died, a Dask worker was lost): the rows done so far
-    are saved; running the sweep again into the same folder resumes it."""
 
 
 def _process_pool(workers: int) -> Executor:

@@ -15,10 +15,15 @@ from pydantic import (
     model_validator,
 )
 
+# What the kernels look up in a profile: vector instructions per element of these
+# functions, and SIMD operations per stored weight of these formats.
+ELEMENTWISE_OPS = ("rope", "exp", "rsqrt", "silu")
+DEQUANT_FORMATS = ("int8", "int4", "int4-byte", "w3.5", "w3.5-byte")
+
 
 class KernelProfile(BaseModel):
     """How the PE programs behave, beyond the raw hardware numbers: fixed costs of
-    instructions and fabric phases, dequantization work, the default allreduce.
+    instructions and fabric phases, elementwise functions and dequantization work.
 
     ``calibrated`` names, for every constant fitted to a measurement, the validation
     case it was fitted on; everything else carries its source in the profile's comments.
@@ -28,12 +33,20 @@ class KernelProfile(BaseModel):
 
     vector_op_cycles: NonNegativeFloat       # fixed issue cost of one vector instruction
     comm_step_cycles: NonNegativeFloat       # fixed cost of one synchronized fabric phase
-    add_cycles: NonNegativeFloat = 1.0       # receive-add-forward of one wavelet in a chain
-    elementwise_ops: dict[str, PositiveFloat] = {}  # vector instructions per element of
-    #                                                 exp, silu, rsqrt, rope (see profile)
-    dequant_ops_per_weight: dict[str, NonNegativeFloat] = {}  # SIMD ops per weight by format
-    allreduce: str = "two-level"
+    add_cycles: NonNegativeFloat             # receive-add-forward of one wavelet in a chain
+    elementwise_ops: dict[str, PositiveFloat]  # vector instructions per element, by function
+    dequant_ops_per_weight: dict[str, NonNegativeFloat]  # SIMD ops per weight, by format
     calibrated: dict[str, str] = {}
+
+    @model_validator(mode="after")
+    def _complete(self) -> "KernelProfile":
+        for key, names in (("elementwise_ops", ELEMENTWISE_OPS),
+                           ("dequant_ops_per_weight", DEQUANT_FORMATS)):
+            missing = [n for n in names if n not in getattr(self, key)]
+            if missing:
+                raise ValueError(f"{key} needs an entry for each of {', '.join(names)} "
+                                 f"(missing {', '.join(missing)})")
+        return self
 
 
 class HardwareProfile(BaseModel):

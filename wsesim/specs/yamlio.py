@@ -70,12 +70,25 @@ def did_you_mean(word: str, choices: list[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
+_TYPE_TAGS = {"int", "float", "str", "bool", "none"}
+_TAG_PREFIXES = ("function-", "constrained-", "literal[", "list[", "dict[", "tagged-union[",
+                 "lax-or-strict[", "nullable[")
+
+
+def _is_schema_tag(part: Any) -> bool:
+    """A step pydantic adds to an error's location that is no key of the input: a
+    validator, or which member of a union (``wafers: 0`` is located at
+    ``wafers.constrained-int``) or model class was being tried."""
+    return isinstance(part, str) and (part in _TYPE_TAGS or part.startswith(_TAG_PREFIXES)
+                                      or part[:1].isupper())
+
+
 def spec_error_from(
     exc: ValidationError, source: str | Path, model: type[BaseModel], prefix: str = ""
 ) -> SpecError:
     """The first pydantic error as a located one-line SpecError."""
     err = exc.errors(include_url=False)[0]
-    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    loc = tuple(p for p in err["loc"] if not _is_schema_tag(p))
     key = ".".join(str(p) for p in loc)
     if prefix:
         key = f"{prefix}.{key}" if key else prefix
