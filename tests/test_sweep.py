@@ -226,6 +226,8 @@ BAD = [
      "varied twice"),
     ({"base": base(), "grid": {"wafers": [1]}, "performance": "yes"}, "performance",
      "true or false"),
+    ({"base": {**base(), "workloadd": {}}, "grid": {"wafers": [1, 2]}}, "workloadd",
+     "unknown key (did you mean 'workload'?)"),
 ]
 
 

@@ -52,8 +52,8 @@ from wsesim.specs.yamlio import did_you_mean
 
 SWEEP_KEYS = ("name", "base", "grid", "zip", "performance")
 FORMAT_TENSORS = ("weights", "embeddings", "kv_cache", "activations")
-# groups given to an integer format swept from a float base (as the *-g128 presets)
-DEFAULT_INT_GROUPS = {"group_size": 128, "scale_bits": 16, "zero_bits": 16}
+# groups given to an integer format swept from a float base: those of the *-g128 presets
+DEFAULT_INT_PRESET = "int4-g128"
 
 MEMORY_NUMBERS = (
     "weights_bytes", "quant_metadata_bytes", "kv_cache_bytes", "activation_bytes",
@@ -66,6 +66,8 @@ RESULT_COLUMNS = (
     "min_wafers", *MEMORY_NUMBERS, "wafer_capacity_bytes", "max_wafer_used_bytes",
 )
 TAIL_COLUMNS = ("error", "point")
+DASK_CONNECT_TIMEOUT_S = 10   # before a scheduler that does not answer is an error
+MAX_ERROR_CHARS = 500   # of a failed point's error line (keeps CSV rows readable)
 
 
 # ------------------------------------------------------------------------- the spec
@@ -238,8 +240,25 @@ def load_sweep(spec: "str | Path | Mapping[str, Any] | SweepSpec",
     if not axes:
         raise SpecError(source, "grid", "nothing to sweep: give grid (and/or zip) with "
                         "lists of values")
-    return SweepSpec(name.strip(), source, base_map, base_source, str(base_dir_used), axes,
+    spec = SweepSpec(name.strip(), source, base_map, base_source, str(base_dir_used), axes,
                      performance)
+    _check_base_keys(spec)
+    return spec
+
+
+def _check_base_keys(spec: SweepSpec) -> None:
+    """An unknown key in the base deployment is a bad file whatever the point: one
+    located line now, not every point failing with it. (Other problems may hold for
+    some points only; those become the points' errors.)"""
+    from wsesim.specs import deployment_from_mapping
+    try:
+        deployment_from_mapping(apply_point(spec.base, spec.points()[0], spec.base_dir),
+                                spec.base_source, Path(spec.base_dir))
+    except SpecError as exc:
+        if exc.message.startswith("unknown key"):
+            raise
+    except Exception:  # noqa: BLE001 - the point's own error, reported with its row
+        pass
 
 
 # ------------------------------------------------------------------ applying a point
@@ -247,25 +266,23 @@ def format_with_bits(current: Any, bits: Any) -> dict[str, Any]:
     """A full format mapping with ``bits`` set, from the base's format (a preset name, a
     mapping, ``{preset: ..., overrides}`` or None = fp16), by the rule in this module's
     docstring."""
-    from wsesim.quant import preset
+    from wsesim.quant import QuantFormat, preset
+    from wsesim.specs.quantization import resolve_format
 
-    if current is None:
-        base: dict[str, Any] = {"bits": 16}
-    elif isinstance(current, str):
-        base = dataclasses.asdict(preset(current))
-    elif isinstance(current, dict):
-        rest = {k: v for k, v in current.items() if k != "preset"}
-        base = {**dataclasses.asdict(preset(current["preset"])), **rest} \
-            if "preset" in current else dict(current)
-    else:
+    whole = {"bits": 16} if current is None else resolve_format(current)
+    if isinstance(whole, QuantFormat):
+        whole = dataclasses.asdict(whole)
+    if not isinstance(whole, dict):
         raise ValueError(f"cannot set bits on a format given as {current!r}")
+    base: dict[str, Any] = whole
     out: dict[str, Any] = {"bits": bits}
     if "float16" in base:
         out["float16"] = base["float16"]
     if bits in (16, 32):
         return out
     if base.get("bits") in (16, 32, None):
-        out.update(DEFAULT_INT_GROUPS)
+        groups = dataclasses.asdict(preset(DEFAULT_INT_PRESET))
+        out.update({k: groups[k] for k in ("group_size", "scale_bits", "zero_bits")})
     else:
         out.update({k: base[k] for k in ("group_size", "scale_bits", "zero_bits")
                     if k in base})
@@ -321,9 +338,7 @@ def _walk(data: dict[str, Any], parts: list[str], here: Path) -> dict[str, Any]:
             child = {}
         elif not isinstance(child, dict):
             child = _as_mapping(parts[:i + 1], child, here)
-        else:
-            child = dict(child)
-        node[part] = child
+        node[part] = child   # apply_point's deep copy: safe to change in place
         node = child
     return node
 
@@ -381,7 +396,7 @@ def error_line(exc: BaseException) -> str:
     else:
         text = f"{type(exc).__name__}: {exc}"
     text = " ".join(text.split())
-    return text[:500]
+    return text[:MAX_ERROR_CHARS]
 
 
 def run_point(base: Mapping[str, Any], params: Mapping[str, Any], source: str,
@@ -446,8 +461,7 @@ def column_order(columns: Iterable[str], param_keys: Sequence[str]) -> list[str]
     cols = list(dict.fromkeys(columns))
     head = [*param_keys, *(c for c in RESULT_COLUMNS if c not in param_keys)]
     rest = [c for c in cols if c not in head and c not in TAIL_COLUMNS]
-    return [*(c for c in head if c in cols or c in RESULT_COLUMNS or c in param_keys),
-            *rest, *TAIL_COLUMNS]
+    return [*head, *rest, *TAIL_COLUMNS]
 
 
 def _cell(value: Any) -> str:
@@ -578,7 +592,7 @@ def _dask_client(address: str, source: str = "<command line>") -> Any:
                         "distributed extra: pip install 'wsesim[distributed]'") from None
     target = "tcp://" + address.removeprefix("dask://")
     try:
-        return Client(target, timeout=10)
+        return Client(target, timeout=DASK_CONNECT_TIMEOUT_S)
     except (OSError, TimeoutError) as exc:
         raise SpecError(source, "--executor",
                         f"cannot connect to the Dask scheduler at {target}: "

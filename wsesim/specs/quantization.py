@@ -17,7 +17,10 @@ from wsesim.quant import QuantFormat, preset
 FP16 = preset("fp16")
 
 
-def _format_input(value: Any) -> Any:
+def resolve_format(value: Any) -> Any:
+    """A format's short forms made whole: a preset name gives its QuantFormat,
+    ``{preset: ..., overrides}`` the preset's fields with the overrides; anything else
+    is returned as given (a full mapping, or a value for pydantic to reject)."""
     if isinstance(value, str):
         return preset(value)
     if isinstance(value, dict) and "preset" in value:
@@ -45,7 +48,7 @@ class QuantizationSpec(BaseModel):
     @field_validator("weights", "embeddings", "kv_cache", "activations", mode="before")
     @classmethod
     def _resolve_preset(cls, value: Any) -> Any:
-        return _format_input(value)
+        return resolve_format(value)
 
     @field_validator("activations")
     @classmethod
