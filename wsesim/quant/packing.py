@@ -274,9 +274,9 @@ def quantize(fmt: QuantFormat, w: npt.ArrayLike) -> QuantizedTensor:
         offsets = None
         off_full = np.zeros_like(x)
     else:
-        half = (gmax - gmin) / 2
-        mid = (gmax + gmin) / 2
         if fmt.zero_bits == 16:
+            half = (gmax - gmin) / 2
+            mid = (gmax + gmin) / 2
             scales = _store(half / qpos, fmt.scale_bits, "scale")
             offsets = _store(mid, 16, "offset")
         else:

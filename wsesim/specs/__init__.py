@@ -1,17 +1,17 @@
 """Validated inputs: hardware profile, model, quantization, workload, mapping, deployment."""
 from wsesim.specs.deployment import (
-                                  Deployment,
-                                  MappingSpec,
-                                  SimulationSpec,
-                                  WorkloadSpec,
+    Deployment,
+    MappingSpec,
+    SimulationSpec,
+    WorkloadSpec,
 )
 from wsesim.specs.hardware import HardwareProfile
 from wsesim.specs.loading import (
-                                  deployment_from_mapping,
-                                  load_deployment,
-                                  load_hardware,
-                                  load_model,
-                                  shipped,
+    deployment_from_mapping,
+    load_deployment,
+    load_hardware,
+    load_model,
+    shipped,
 )
 from wsesim.specs.model import ModelSpec, TensorShape
 from wsesim.specs.quantization import QuantizationSpec

@@ -46,13 +46,14 @@ def load_model(value: str | Path | dict[str, Any], base_dir: Path = Path("."),
     if not isinstance(value, (str, Path)):
         raise SpecError(source, key, "expected a model name, a file path or a mapping")
     path = _find_file(str(value), models_dir(), base_dir, "model", source, key)
-    return _model_file(path.resolve(), path.stat().st_mtime_ns, path)
+    return _model_file(path, path.stat().st_mtime_ns)
 
 
 @lru_cache(maxsize=256)
-def _model_file(resolved: Path, mtime_ns: int, path: Path) -> ModelSpec:
+def _model_file(path: Path, mtime_ns: int) -> ModelSpec:
     """A model file, read once per version of it (sweeps name the same files again and
-    again; specs are frozen, so sharing them is safe)."""
+    again; specs are frozen, so sharing them is safe). Keyed by the path as found, which
+    errors name."""
     data = read_mapping(path)
     if path.suffix == ".json":
         return model_from_hf_config(data, path)
@@ -83,11 +84,11 @@ def load_hardware(value: str | Path | dict[str, Any], base_dir: Path = Path(".")
     if not isinstance(value, (str, Path)):
         raise SpecError(source, key, "expected a profile name, a file path or a mapping")
     path = _find_file(str(value), profiles_dir(), base_dir, "hardware profile", source, key)
-    return _hardware_file(path.resolve(), path.stat().st_mtime_ns, path)
+    return _hardware_file(path, path.stat().st_mtime_ns)
 
 
 @lru_cache(maxsize=64)
-def _hardware_file(resolved: Path, mtime_ns: int, path: Path) -> HardwareProfile:
+def _hardware_file(path: Path, mtime_ns: int) -> HardwareProfile:
     """A profile file, read once per version of it."""
     data = read_mapping(path)
     data.setdefault("name", path.stem)
