@@ -377,6 +377,27 @@ def test_fabric_check_bad_arguments(capsys, args, key):
     assert len(err) == 1 and err[0].startswith(f"error: fabric-check: {key}: ")
 
 
+def test_sequential_prefill_chunks_are_sampled_too(monkeypatch):
+    dep = deployment(hardware=tiny_hardware(8, 8), workload={
+        "batch_size": 1, "prompt_tokens": 256, "output_tokens": 8},
+        simulation={"fidelity": "pe", "prefill_chunk_tokens": 16})
+    att = next(s for s in make_plan(dep, 1).stages if s.part == "attention")
+    kn = P.Kernels.of(dep)
+    runs: list[str] = []
+    for name in ("_simulate_stage", "_mesh_prefill"):
+        real = getattr(P, name)
+        monkeypatch.setattr(P, name, lambda *a, real=real, name=name:
+                            runs.append(name) or real(*a))
+    ends = 16 * np.arange(1, 17)
+    _, pre = P.pe_stage_costs(kn, att, 257 + np.arange(7), np.full(16, 16), ends)
+    totals = np.asarray(pre.total)
+    # 16 chunks, each attending to more of the prompt: sampled per kernel, not run 16
+    # times (plus the decode samples)
+    assert len(runs) <= 3 * P.MAX_SAMPLES
+    assert totals.shape == (16,) and np.all(np.diff(totals) >= -1e-9)
+    assert totals[-1] > totals[0]
+
+
 def test_pe_stage_costs_interpolates_few_contexts(monkeypatch):
     """Long decodes: at most MAX_SAMPLES context lengths are simulated per stage, the
     rest interpolated; the interpolation stays within the simulated values."""

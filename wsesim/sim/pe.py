@@ -302,25 +302,27 @@ class Program:
         row_next, col_next = ring_next(area.cols), ring_next(area.rows)
         skew = math.ceil(rounds / 2)
         bases = [self.tag(2) for _ in range(skew + rounds)]
+        programs: dict[tuple, list[tuple]] = {}   # PEs with the same shifts run alike
         for r, row in enumerate(self._nodes(area)):
             for c, node in enumerate(row):
-                shifts: list[tuple] = []
-                for axis, nxt, pos, w, (fwd, back) in (
-                        ("a", row_next, c, wa, (EAST, WEST)),
-                        ("b", col_next, r, wb, (SOUTH, NORTH))):
-                    if len(nxt) > 1:
-                        off = nxt[pos] - pos
-                        shifts.append((off, w, fwd, back, 0 if axis == "a" else 1))
-                ops: list[tuple] = []
-                for k, base in enumerate(bases):
-                    tags = [base + i for *_, i in shifts]
-                    ops.append(op_step(tags))
-                    for off, w, fwd, back, i in shifts:
-                        legs = ((fwd, off),) if off > 0 else ((back, -off),)
-                        ops.append(op_send_async(((legs, False, base + i),), w))
-                    if k >= skew:
-                        ops.append(work)
-                    ops.extend(op_recv_async(tag) for tag in tags)
+                shifts = tuple(
+                    (nxt[pos] - pos, w, fwd, back, i)
+                    for nxt, pos, w, (fwd, back), i in (
+                        (row_next, c, wa, (EAST, WEST), 0),
+                        (col_next, r, wb, (SOUTH, NORTH), 1))
+                    if len(nxt) > 1)
+                ops = programs.get(shifts)
+                if ops is None:
+                    ops = programs[shifts] = []
+                    for k, base in enumerate(bases):
+                        tags = [base + i for *_, i in shifts]
+                        ops.append(op_step(tags))
+                        for off, w, fwd, back, i in shifts:
+                            legs = ((fwd, off),) if off > 0 else ((back, -off),)
+                            ops.append(op_send_async(((legs, False, base + i),), w))
+                        if k >= skew:
+                            ops.append(work)
+                        ops.extend(op_recv_async(tag) for tag in tags)
                 self._append(node, ops)
 
     def rotating_reduce(self, area: Area, local: Cost, elements: int, rounds: int) -> None:
@@ -333,16 +335,19 @@ class Program:
         work = (WORK, float(local.compute), float(local.dequant), float(local.overhead), 0)
         n = area.cols
         tags = [self.tag(2) for _ in range(rounds)]
+        columns: list[list[tuple]] = []   # every row's PEs in column c run alike
+        for c in range(n):
+            ops: list[tuple] = []
+            for k in range(rounds):
+                line = compile_line(reduce_plan(n, k % n)[c], w, EAST, WEST, tags[k]) \
+                    if n > 1 else (op_step(),)
+                ops.append(line[0])
+                ops.append(work)
+                ops.extend(line[1:])
+            columns.append(ops)
         for row in self._nodes(area):
             for c, node in enumerate(row):
-                ops: list[tuple] = []
-                for k in range(rounds):
-                    line = compile_line(reduce_plan(n, k % n)[c], w, EAST, WEST, tags[k]) \
-                        if n > 1 else (op_step(),)
-                    ops.append(line[0])
-                    ops.append(work)
-                    ops.extend(line[1:])
-                self._append(node, ops)
+                self._append(node, columns[c])
 
     # ---- running ----------------------------------------------------------------
     def run(self) -> NetRun:
@@ -798,43 +803,43 @@ def pe_stage_costs(kn: Kernels, stage: Any, contexts: np.ndarray,
         return cache[key]
 
     cache: dict[tuple[Any, int], Cost] = {}
-    samples = _sample(contexts) if content.part == "attention" else contexts[:1]
-    decode = _interp(contexts, samples, [at(int(c)) for c in samples]) \
-        if content.part == "attention" else \
-        Cost(*(np.full(len(contexts), float(np.asarray(v)))
-               for v in at(int(contexts[0])).by_cause().values()))
+    attention = content.part == "attention"
 
+    def sampled(values: np.ndarray, cost_at: Callable[[int], Cost]) -> Cost:
+        """``cost_at`` at every value: simulated at MAX_SAMPLES of them at most (one
+        unless the stage is attention, whose cost depends on the context), the rest
+        interpolated."""
+        samples = _sample(values) if attention else values[:1]
+        return _interp(values, samples, [cost_at(int(v)) for v in samples])
+
+    decode = sampled(contexts, at)
     prefill_parts: list[Cost] = [Cost()] * len(chunk_tokens)
     tokens_arr = np.asarray(chunk_tokens)
     ends = np.asarray(chunk_ends)
-    for t in np.unique(tokens_arr):
+    for t in np.unique(tokens_arr).tolist():
         idx = np.nonzero(tokens_arr == t)[0]
-        t = int(t)
         if content.part == "lm_head":
             one = at(0, 1)
             for i, last in zip(idx, needs_logits(kn, ends[idx])):
                 prefill_parts[i] = one * float(last)
             continue
+        groups: dict[str, list[int]] = {"chunk": list(idx)}
         if kn.strategy == "sequential" and content.part in ("attention", "mlp"):
-            for i in idx:  # the kernel the closed form picks for this chunk
-                end = int(ends[i])
-                if sequential_prefill(kn, content, rows, cols, t, end)[0] == "meshgemm":
-                    key = ("mesh", t, end if content.part == "attention" else 0)
+            groups = {}   # by the kernel the closed form picks for each chunk
+            for i in idx:
+                kernel = sequential_prefill(kn, content, rows, cols, t, int(ends[i]))[0]
+                groups.setdefault(kernel, []).append(i)
+        for kernel, members in groups.items():
+            def cost_at(end: int, kernel: str = kernel) -> Cost:
+                if kernel == "meshgemm":
+                    key = ("mesh", t, end if attention else 0)
                     if key not in cache:
                         cache[key] = _mesh_prefill(kn, content, rows, cols, t, end)[0]
-                    prefill_parts[i] = cache[key]
-                else:
-                    prefill_parts[i] = at(end) * t
-            continue
-        if content.part == "attention":
-            e_samples = _sample(ends[idx])
-            got = _interp(ends[idx], e_samples, [at(int(e), t) for e in e_samples])
-            for j, i in enumerate(idx):
+                    return cache[key]
+                return at(end) * t if kernel == "token by token" else at(end, t)
+            got = sampled(ends[members], cost_at)
+            for j, i in enumerate(members):
                 prefill_parts[i] = Cost(*(float(v[j]) for v in got.by_cause().values()))
-        else:
-            one = at(0, t)
-            for i in idx:
-                prefill_parts[i] = one
     prefill = stack(prefill_parts)
     # keep the decode run at the longest simulated context for the utilization maps
     if runs:
