@@ -366,6 +366,9 @@ def test_fabric_check_text(capsys, op):
      "--algorithm"),
     (["gemv", "--grid", "4", "4"], "arguments"),
     (["gemv", "--grid", "1000", "1000", "--elements", "8"], "--grid"),
+    (["gemv", "--grid", "4", "4", "--elements", str(10**20)], "--elements"),
+    (["layer", "--grid", "4", "4", "--elements", "64", "--context", str(10**20)],
+     "--context"),
 ])
 def test_fabric_check_bad_arguments(capsys, args, key):
     try:

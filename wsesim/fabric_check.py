@@ -26,6 +26,7 @@ import numpy as np
 from wsesim.errors import SpecError
 
 OPS = ("broadcast", "allreduce", "gemv", "attention", "transfer", "layer", "model")
+STAGE_OPS = ("attention", "layer", "model")   # operations on a model's stages
 SOURCE = "fabric-check"
 
 
@@ -60,13 +61,19 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     return p
 
 
+# sizes beyond a signed 32-bit count: far past any grid, vector or context a wafer holds
+# (and numpy's int64 arithmetic on wavelets would overflow silently past about 2**62)
+MAX_COUNT = 2**31 - 1
+MIN_SHOWN_SHARE = 0.005   # causes under 0.5% of the cycles are left out of the text
+
+
 def _int(value: Any, key: str, low: int = 1) -> int:
     try:
         n = int(str(value))
     except ValueError:
         raise SpecError(SOURCE, key, f"expected an integer, got {value!r}") from None
-    if n < low:
-        raise SpecError(SOURCE, key, f"must be at least {low}, got {n}")
+    if not low <= n <= MAX_COUNT:
+        raise SpecError(SOURCE, key, f"must be between {low} and {MAX_COUNT:,}, got {n}")
     return n
 
 
@@ -87,15 +94,12 @@ def check(op: str, rows: int, cols: int, elements: int, hardware: str = "wse2",
     why = too_large(rows, cols)
     if why:
         raise SpecError(SOURCE, "--grid", why)
-    hidden = elements if op in ("attention", "layer", "model") else 256
-    kn, plan = pe.kernels_for(hardware, rows, cols, hidden=hidden, context=context,
-                              algorithm=algorithm, groups=groups,
+    # the model (hidden size ``elements``) matters to the stage operations only
+    model = {"hidden": elements, "context": context} if op in STAGE_OPS else {}
+    kn, plan = pe.kernels_for(hardware, rows, cols, algorithm=algorithm, groups=groups,
                               layers=layers if op == "model" else 1,
-                              strategy=strategy if op == "model" else "sequential")
-    stages = plan.wafers[0].stages
-    attention = next(s for s in stages if s.part == "attention")
-    mlp = next(s for s in stages if s.part == "mlp")
-    sram = plan.deployment.hardware.pe_sram_bytes
+                              strategy=strategy if op == "model" else "sequential",
+                              **model)
     if op == "broadcast":
         return pe.broadcast(kn, rows, cols, elements)
     if op == "allreduce":
@@ -107,17 +111,19 @@ def check(op: str, rows: int, cols: int, elements: int, hardware: str = "wse2",
             raise SpecError(SOURCE, "--grid", "transfer needs at least 2 columns (from the "
                             "west half to the east half)")
         return pe.transfer(kn, rows, cols, elements)
+    if op == "model":
+        return pe.decode_token(plan, context)
+    content = {s.part: s.content for s in plan.wafers[0].stages}
+    sram = plan.deployment.hardware.pe_sram_bytes
     if op == "attention":
-        return pe.stage(kn, attention.content, rows, cols, context, sram=sram)
-    if op == "layer":
-        return pe.layer(kn, attention.content, mlp.content, rows, cols, context, sram=sram)
-    return pe.decode_token(plan, context)
+        return pe.stage(kn, content["attention"], rows, cols, context, sram=sram)
+    return pe.layer(kn, content["attention"], content["mlp"], rows, cols, context, sram=sram)
 
 
 def _causes(c: Any) -> str:
     parts = {k: float(np.asarray(v)) for k, v in c.by_cause().items()}
     total = sum(parts.values()) or 1.0
-    return ", ".join(f"{k} {v / total:.0%}" for k, v in parts.items() if v > 0.005 * total)
+    return ", ".join(f"{k} {v / total:.0%}" for k, v in parts.items() if v > MIN_SHOWN_SHARE * total)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -138,12 +144,11 @@ def main(args: argparse.Namespace) -> int:
     if fmt == "json":
         print(json.dumps(out))
         return 0
-    what = {"attention": "hidden", "layer": "hidden", "model": "hidden",
-            "gemv": "matrix"}.get(op, "elements")
+    what = "hidden" if op in STAGE_OPS else "matrix" if op == "gemv" else "elements"
     size = f"{elements:,} x {elements:,}" if op == "gemv" else f"{elements:,}"
     print(f"fabric-check {op} on {rows} x {cols} "
           f"PEs of {args.hardware}, {what} {size}"
-          + (f", context {context}" if op in ("attention", "layer", "model") else ""))
+          + (f", context {context}" if op in STAGE_OPS else ""))
     print(f"  PE level     {result.pe_cycles:>12,.1f} cycles  ({_causes(result.pe)})")
     print(f"  closed form  {result.model_cycles:>12,.1f} cycles  ({_causes(result.model)})")
     print(f"  ratio        {result.ratio:>12.4f}  (PE level / closed form)")
