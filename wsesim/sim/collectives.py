@@ -108,9 +108,7 @@ def _tree(n: int) -> Plan:
     m = (n - 1) // 2
     halves = ([m - p for p in range(m + 1)],            # left half, by distance to m
               [m + 1 + p for p in range(n - 1 - m)])    # right half, by distance to m+1
-    levels = 0
-    while 2 ** levels < m + 1:
-        levels += 1
+    levels = m.bit_length()                              # 2**levels >= m + 1
     plan = _empty(n, levels + 2)
     for level in range(levels):
         step = 2 ** level

@@ -33,6 +33,7 @@ from wsesim.mapping.layout import Region
 from wsesim.mapping.plan import make_plan
 from wsesim.mapping.tiling import TensorBlock, split_units
 from wsesim.perf.cost import Cost, stack
+from wsesim.perf.fabric import group_layout
 from wsesim.perf.model import _path
 from wsesim.perf.paths import lane_plan
 from wsesim.perf.stages import (
@@ -67,7 +68,6 @@ from wsesim.sim.fabric_net import (
     NORTH,
     SOUTH,
     WEST,
-    WORK,
     Net,
     NetRun,
     op_acc,
@@ -78,9 +78,10 @@ from wsesim.sim.fabric_net import (
     op_send,
     op_send_async,
     op_step,
+    op_work,
     route_xy,
 )
-from wsesim.sim.limits import MAX_PES, too_large
+from wsesim.sim.limits import too_large
 from wsesim.specs import TensorShape, deployment_from_mapping
 
 # Context lengths (and prefill chunk ends) simulated per stage at most; others are
@@ -168,7 +169,8 @@ class Program:
         self.notes: list[str] = []
 
     def tag(self, count: int = TAG_BLOCK) -> int:
-        """The first of ``count`` fresh message tags (one per phase a plan can have)."""
+        """The first of ``count`` fresh message tags (two per phase of a plan: one per
+        side a train can come from)."""
         t = self._tags
         self._tags += count
         return t
@@ -212,7 +214,7 @@ class Program:
         mem = grid(0 if sram is None else sram, np.int64)
         nodes = [n for row in self._nodes(area) for n in row]
         for node, c, d, o, m in zip(nodes, cols, deq, ovh, mem):
-            self._append(node, ((WORK, c, d, o, m),))
+            self._append(node, (op_work(c, d, o, m),))
 
     # ---- collectives ------------------------------------------------------------
     def lines(self, area: Area, along: str, w: Any, plan: Callable[[int], tuple],
@@ -242,20 +244,21 @@ class Program:
                     self._append(node, ops)
 
     def allreduce(self, area: Area, along: str, elements: Any, seg: int | None = None
-                  ) -> None:
+                  ) -> tuple[str, int | None]:
         """Allreduce of ``elements`` values per PE along every row (``"row"``) or column
         of ``area``, in segments of ``seg``; the algorithm (and group count) the closed
-        form picks for the busiest line."""
+        form picks for the busiest line, which it returns."""
         full = area.cols if along == "row" else area.rows
         n = min(seg or full, full)
         if n <= 1:
-            return
+            return "none", None
         kn = self.kn
         el = np.asarray(elements, float)
         algorithm, groups = kn.fabric.choose_allreduce(n, float(el.max()), kn.act_bytes,
                                                        kn.algorithm, kn.groups)
         self.lines(area, along, self.wavelets(el),
                    lambda length: allreduce_plan(length, algorithm, groups), seg)
+        return algorithm, groups
 
     def broadcast(self, area: Area, along: str, elements: Any, root: int | None = None
                   ) -> None:
@@ -298,7 +301,7 @@ class Program:
         local = kn.pe.gemm(mt, kt, nt)
         if fmt is not None:
             local = local + kn.pe.dequant(fmt, kt * nt)
-        work = (WORK, float(local.compute), float(local.dequant), float(local.overhead), 0)
+        work = op_work(local.compute, local.dequant, local.overhead)
         row_next, col_next = ring_next(area.cols), ring_next(area.rows)
         skew = math.ceil(rounds / 2)
         bases = [self.tag(2) for _ in range(skew + rounds)]
@@ -332,7 +335,7 @@ class Program:
         its partial sum on."""
         self._flush()
         w = int(self.wavelets(elements))
-        work = (WORK, float(local.compute), float(local.dequant), float(local.overhead), 0)
+        work = op_work(local.compute, local.dequant, local.overhead)
         n = area.cols
         tags = [self.tag(2) for _ in range(rounds)]
         columns: list[list[tuple]] = []   # every row's PEs in column c run alike
@@ -589,11 +592,11 @@ def allreduce(kn: Kernels, rows: int, cols: int, elements: int, along: str = "ro
     net = _net(kn, rows, cols)
     prog = Program(kn, net)
     n = cols if along == "row" else rows
-    prog.allreduce(Area(0, 0, rows, cols), along, np.full((1, 1), elements))
-    algorithm, groups = kn.fabric.choose_allreduce(n, elements, kn.act_bytes,
-                                                   kn.algorithm, kn.groups)
-    prog.notes.append(f"algorithm: {algorithm}"
-                      + (f", {groups} groups" if algorithm == "two-level" else ""))
+    algorithm, groups = prog.allreduce(Area(0, 0, rows, cols), along,
+                                       np.full((1, 1), elements))
+    if algorithm == "two-level" and groups is not None:   # as many as the line allows
+        algorithm += f", {group_layout(n, groups)[1]} groups"
+    prog.notes.append(f"algorithm: {algorithm}")
     return _result("allreduce", prog, kn.allreduce(n, elements))
 
 
@@ -619,14 +622,14 @@ def gemv(kn: Kernels, rows: int, cols: int, outputs: int, inputs: int,
 
 
 def stage(kn: Kernels, content: Any, rows: int, cols: int, context: int,
-          tokens: int = 1, sram: int | None = None) -> OpResult:
+          sram: int | None = None) -> OpResult:
     """One stage (a layer's attention or MLP, the LM head, the embeddings) on its own
-    ``rows x cols`` region for ``tokens`` tokens at ``context``: PE level and the
-    closed form of ``wsesim.perf.stages.stage_cost``."""
+    ``rows x cols`` region for one token at ``context``: PE level and the closed form
+    of ``wsesim.perf.stages.stage_cost``."""
     net = _net(kn, rows, cols, sram)
     prog = Program(kn, net)
-    _Stage(prog, Area(0, 0, rows, cols), tokens).part(content, context)
-    model = stage_cost(kn, content, rows, cols, context, tokens)
+    _Stage(prog, Area(0, 0, rows, cols), 1).part(content, context)
+    model = stage_cost(kn, content, rows, cols, context)
     return _result(content.part, prog, model)
 
 
@@ -643,8 +646,7 @@ def layer(kn: Kernels, attention_content: Any, mlp_content: Any, rows: int, cols
     return _result("layer", prog, model)
 
 
-def _lanes(prog: Program, src: Area | None, dst: Area, hidden: int, tokens: int = 1
-           ) -> Cost:
+def _lanes(prog: Program, src: Area | None, dst: Area, hidden: int) -> Cost:
     """Activations from region ``src`` (None: the west edge) into region ``dst`` by the
     lane plan the closed form ``wsesim.perf.model._path`` prices
     (:func:`wsesim.perf.paths.lane_plan`): every lane a train from its source PE to its
@@ -653,12 +655,12 @@ def _lanes(prog: Program, src: Area | None, dst: Area, hidden: int, tokens: int 
     net = prog.net
     as_region = (lambda a: None if a is None else Region(0, a.row0, a.col0, a.rows, a.cols))
     plan = lane_plan(as_region(src), as_region(dst))
-    per_lane = math.ceil(hidden / plan.lanes) * tokens
+    per_lane = math.ceil(hidden / plan.lanes)
     w = int(prog.wavelets(per_lane))
     prog.lanes([(net.node(*a), net.node(*b), w) for a, b in plan.routes if a != b])
     prog.broadcast(Area(dst.row0, dst.col0, plan.lanes, dst.cols), "row", per_lane,
                    dst.center_col - dst.col0)
-    return _path(prog.kn, as_region(src), as_region(dst), hidden, tokens)
+    return _path(prog.kn, as_region(src), as_region(dst), hidden, 1)
 
 
 def transfer(kn: Kernels, rows: int, cols: int, elements: int,
@@ -879,13 +881,15 @@ def pe_utilization(result: Any) -> dict[str, Any]:
 
 def kernels_for(hardware: Any, rows: int, cols: int, hidden: int = 256,
                 context: int = 256, algorithm: str = "auto", groups: int | None = None,
-                heads: int | None = None, layers: int = 1, strategy: str = "sequential",
-                weights: str = "fp16") -> tuple[Kernels, Any]:
-    """Kernels and a one-wafer plan of a LLaMA-shaped model (hidden ``hidden``, MLP
-    about 8/3 of it, heads of 64, half as many KV heads) on a ``rows x cols`` grid of
-    ``hardware`` (a profile name, path or mapping): what ``wsesim fabric-check`` and
-    the tests build single operations from."""
-    heads = heads or max(1, hidden // 64)
+                layers: int = 1, strategy: str = "sequential") -> tuple[Kernels, Any]:
+    """Kernels and a one-wafer plan of a LLaMA-shaped fp16 model on a ``rows x cols``
+    grid of ``hardware`` (a profile name, path or mapping): what ``wsesim
+    fabric-check`` and the tests build single operations from. Its shape follows
+    LLaMA's: hidden ``hidden``, heads of 64 (at least one), half as many KV heads (all
+    of them for an odd count), an MLP of about 8/3 the hidden size rounded up to a
+    multiple of 32 (as LLaMA rounds its own to 256; twice the hidden size below 32),
+    a small vocabulary of 1,024 (only the LM-head and embedding operations use it)."""
+    heads = max(1, hidden // 64)
     inter = max(1, math.ceil(8 * hidden / 3 / 32) * 32) if hidden >= 32 else 2 * hidden
     dep = deployment_from_mapping({
         "name": "fabric-check",
@@ -894,7 +898,7 @@ def kernels_for(hardware: Any, rows: int, cols: int, hidden: int = 256,
                   "num_attention_heads": heads,
                   "num_key_value_heads": max(1, heads // 2) if heads % 2 == 0 else heads,
                   "head_dim": max(1, hidden // heads), "vocab_size": 1024},
-        "hardware": hardware, "wafers": 1, "quantization": weights,
+        "hardware": hardware, "wafers": 1, "quantization": "fp16",
         "workload": {"batch_size": 1, "prompt_tokens": max(1, context - 1),
                      "output_tokens": 1},
         "mapping": {"strategy": strategy, "grid": [rows, cols], "allreduce": algorithm,
@@ -903,6 +907,6 @@ def kernels_for(hardware: Any, rows: int, cols: int, hidden: int = 256,
     return Kernels.of(dep), make_plan(dep, 1)
 
 
-__all__ = ["MAX_PES", "Area", "OpResult", "Program", "allreduce", "broadcast",
+__all__ = ["Area", "OpResult", "Program", "allreduce", "broadcast",
            "decode_token", "gemv", "kernels_for", "layer", "pe_stage_costs",
            "pe_utilization", "prefill", "stage", "transfer"]
