@@ -1,7 +1,8 @@
 """Refit the kernel profile's calibrated constants on their named validation cases.
 
-``python -m wsesim.calibrate`` reads, from each shipped hardware profile, which case
-each constant in ``kernel.calibrated`` is fitted on, solves for the values that make
+``python -m wsesim.calibrate`` reads which case each constant in ``kernel.calibrated``
+is fitted on (from the first validation case's profile; the fitted values apply to
+every profile naming the same cases), solves for the values that make
 those cases' predictions equal their measurements (a few secant steps in as many
 dimensions as constants), and prints them with every case's error before and after.
 It writes nothing: the numbers go into the profile by hand, with the case beside them.
@@ -9,12 +10,14 @@ It writes nothing: the numbers go into the profile by hand, with the case beside
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from wsesim.specs import Deployment
 from wsesim.validate import find_cases, load_case
+from wsesim.validate import predict as predict_case
 
 
 def _with_kernel(dep: Deployment, values: dict[str, float]) -> Deployment:
@@ -24,10 +27,8 @@ def _with_kernel(dep: Deployment, values: dict[str, float]) -> Deployment:
 
 
 def predict(dep: Deployment, metric: str, values: dict[str, float]) -> float:
-    from wsesim.run import simulate
-    result = simulate(_with_kernel(dep, values), find_min_wafers=False)
-    assert result.performance is not None
-    return float(result.performance[metric])
+    """The case's prediction with the kernel constants set to ``values``."""
+    return predict_case(_with_kernel(dep, values), metric)
 
 
 def fit(cases: dict[str, tuple[Deployment, str, float]], start: dict[str, float],
@@ -63,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     kernel = first.deployment.hardware.kernel
     targets = {}
     for constant, case_path in kernel.calibrated.items():
-        case = cases_by_name[case_path.rsplit("/", 1)[-1].removesuffix(".yaml")]
+        case = cases_by_name[Path(case_path).stem]
         targets[constant] = (case.deployment, case.spec.metric, case.spec.measured)
     start = {n: getattr(kernel, n) for n in targets}
     fitted = fit(targets, start)

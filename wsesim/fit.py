@@ -9,7 +9,8 @@ from wsesim.specs import Deployment
 def fullest_pe_bounds(plan: Plan) -> tuple[float, float]:
     """Bounds on the fullest PE's bytes, cheap to compute: below, the densest region's
     mean (its stages' tensors and KV packed whole, over its PEs: cutting never loses a
-    byte); above, the sum of every tensor's largest block plus the largest buffers."""
+    byte); above, the sum over its stages of every tensor's largest block and of the
+    largest buffers."""
     by_region: dict = {}
     for s in plan.stages:
         by_region.setdefault(s.region, []).append(s.content)

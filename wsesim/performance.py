@@ -124,10 +124,16 @@ def assumptions(plan: Plan) -> list[str]:
         f" (calibrated on {cal.get('comm_step_cycles', 'nothing: assumed')}), "
         f"{k.vector_op_cycles:g} cycles per vector instruction (calibrated on "
         f"{cal.get('vector_op_cycles', 'nothing: assumed')}); nothing overlaps inside a "
-        "stage, as in WaferLLM's kernels.",
+        "stage, as in WaferLLM's kernels, except in MeshGEMM prefill, where each step's "
+        "tile product overlaps its tile shift and successive score reductions overlap "
+        "(their roots rotate).",
         f"Inter-wafer link: {dep.hardware.interwafer_bytes_per_s / 1e9:g} GB/s and "
         f"{dep.hardware.interwafer_latency_s * 1e6:g} us per transfer (the latency is not "
         "published: an assumption).",
+        "Each sampled token goes back to the embeddings as one 32-bit id: across the "
+        "grid from the LM head's region to the embeddings' (hops counted as if both "
+        "were on one grid) and, with several wafers, over one link from the last wafer "
+        "to the first.",
     ]
     key = dequant_key(dep.quantization.weights)
     if key is not None:

@@ -3,7 +3,13 @@ from __future__ import annotations
 
 from wsesim.fit import fewest_wafers
 from wsesim.mapping.plan import Plan, make_plan, max_wafers
-from wsesim.memory import CATEGORIES, MemoryLedger, TensorTotals, build_ledger
+from wsesim.memory import (
+    CATEGORIES,
+    FullestPE,
+    MemoryLedger,
+    TensorTotals,
+    build_ledger,
+)
 from wsesim.performance import assumptions as performance_assumptions
 from wsesim.performance import simulate_performance
 from wsesim.result import (
@@ -54,7 +60,8 @@ def _items(ledger: MemoryLedger) -> dict[str, int]:
     def sum_of(names, attr: str) -> int:
         return sum(getattr(t.get(n, none), attr) for n in names)
 
-    vectors = [n for n in t if "norm" in n or n.endswith(".bias")]
+    vectors = {tb.tensor.name for s in ledger.plan.stages for tb in s.tensors
+               if tb.is_vector}                      # norms and biases
     tables = ("embed_tokens", "lm_head")
     stored = ("payload_bytes", "metadata_bytes")
     whole = ("whole_payload_bytes", "whole_metadata_bytes")
@@ -80,8 +87,7 @@ def _items(ledger: MemoryLedger) -> dict[str, int]:
     }
 
 
-def _limiting(ledger: MemoryLedger, total: int, capacity: int) -> str:
-    fp = ledger.fullest_pe()
+def _limiting(ledger: MemoryLedger, fp: FullestPE, total: int, capacity: int) -> str:
     sram = ledger.pe_sram_bytes
     where = f"wafer {fp.wafer}, PE row {fp.row} col {fp.col}, {fp.stage}"
     parts = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in fp.by_category.items() if v)
@@ -112,7 +118,7 @@ def memory_summary(ledger: MemoryLedger) -> MemorySummary:
         runtime_reserved_bytes=totals["runtime_reserved"], total_bytes=total,
         capacity_bytes=capacity, pe_sram_bytes=ledger.pe_sram_bytes,
         max_pe_bytes=fp.bytes, fits=fp.bytes <= ledger.pe_sram_bytes,
-        limiting=_limiting(ledger, total, capacity), items=items,
+        limiting=_limiting(ledger, fp, total, capacity), items=items,
         fullest_pe=FullestPESummary(fp.wafer, fp.row, fp.col, fp.stage, fp.bytes,
                                     fp.by_category),
         naive_weights_bytes=int(dep.model.parameters * dep.quantization.weights.bits / 8),

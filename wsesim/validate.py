@@ -91,12 +91,17 @@ def find_cases(names: list[str] | None = None) -> list[Path]:
     return out
 
 
-def run_case(case: Case) -> CaseResult:
+def predict(dep: Deployment, metric: str) -> float:
+    """A deployment's predicted value of a performance metric."""
     from wsesim.run import simulate
 
-    result = simulate(case.deployment, find_min_wafers=False)
+    result = simulate(dep, find_min_wafers=False)
     assert result.performance is not None
-    predicted = float(result.performance[case.spec.metric])
+    return float(result.performance[metric])
+
+
+def run_case(case: Case) -> CaseResult:
+    predicted = predict(case.deployment, case.spec.metric)
     measured = case.spec.measured
     return CaseResult(case.spec.name, case.spec.metric, measured, predicted,
                       (predicted - measured) / measured, case.spec.tolerance,

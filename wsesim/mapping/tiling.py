@@ -104,12 +104,6 @@ class TensorBlock:
     k_axis: Axis
 
     @property
-    def category(self) -> Literal["linear", "embedding", "vector"]:
-        if self.tensor.kind in ("norm", "bias"):
-            return "vector"
-        return "embedding" if self.tensor.kind == "embedding" else "linear"
-
-    @property
     def is_vector(self) -> bool:
         return self.tensor.rows == 1
 

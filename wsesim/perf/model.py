@@ -21,6 +21,9 @@ from wsesim.perf.cost import Cost, stack, total_of
 from wsesim.perf.paths import lane_plan
 from wsesim.perf.stages import Kernels, prefill_cost, stage_cost
 
+# The sampled token's id on its way back to the embeddings: one 32-bit wavelet.
+TOKEN_ID_BYTES = 4
+
 
 @dataclass
 class Element:
@@ -69,7 +72,7 @@ class PerformanceModel:
 
     def feedback_timing(self) -> tuple[float, float]:
         """(occupancy, delay) of sending the sampled token back to the embeddings."""
-        occupancy = (self.kernels.fabric.interwafer_occupancy(4)
+        occupancy = (self.kernels.fabric.interwafer_occupancy(TOKEN_ID_BYTES)
                      if len(self.segments) > 1 else 0.0)
         return occupancy, float(np.asarray(self.feedback.total)) - occupancy
 
@@ -239,6 +242,13 @@ def build_model(plan: Plan, coster: StageCoster = closed_form_costs) -> Performa
     for wp in plan.wafers:
         elements: list[Element] = []
         if dep.mapping.strategy == "sequential":
+            if wp.wafer > 0:   # from the west edge, where the link lands, into the grid
+                first = wp.stages[0]
+                elements.append(Element(
+                    f"path into wafer {wp.wafer}", first,
+                    _path(kn, None, first.region, hidden, 1),
+                    _path(kn, None, first.region, hidden, chunk_tokens),
+                    delay_is_latency=True))
             stage_decode += [(s, costs(s)[0]) for s in wp.stages]
             dec = total_of([costs(s)[0] for s in wp.stages])
             pre = total_of([costs(s)[1] for s in wp.stages])
@@ -261,15 +271,15 @@ def build_model(plan: Plan, coster: StageCoster = closed_form_costs) -> Performa
 
     bytes_per_token = hidden * kn.act_bytes
     links = []
-    for wp in plan.wafers[:-1]:  # the way in on the next wafer is its first path
+    for wp in plan.wafers[:-1]:  # the way in on the next wafer is its first element
         last = wp.stages[-1].region
         links.append(tuple(_edge_out(kn, last, grid_cols, hidden, tokens)
                            + kn.fabric.interwafer(bytes_per_token * tokens)
                            for tokens in (1, chunk_tokens)))
     head, embed = plan.wafers[-1].stages[-1].region, plan.wafers[0].stages[0].region
-    feedback = kn.fabric.transfer(*_hops(head, embed), 1, 4)
+    feedback = kn.fabric.transfer(*_hops(head, embed), 1, TOKEN_ID_BYTES)
     if len(plan.wafers) > 1:
-        feedback = feedback + kn.fabric.interwafer(4)
+        feedback = feedback + kn.fabric.interwafer(TOKEN_ID_BYTES)
     return PerformanceModel(plan, kn, segments, links, feedback, decode_contexts,
                             chunk_tokens, stage_decode, notes)
 

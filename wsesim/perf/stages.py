@@ -5,8 +5,9 @@ A stage runs on its R x C region the operations of its part of a LLaMA layer, th
 WaferLLM's kernels do: a matrix-vector product is a local block product followed by an
 allreduce of partial sums along one axis of the region (the axes alternate so no
 transpose is needed), norms and softmax reduce along an axis too, and nothing overlaps
-(every instruction and collective blocks). Block sizes are those of the memory plan's
-cuts: the busiest PE sets the pace.
+(every instruction and collective blocks), except in MeshGEMM prefill: a step's tile
+product overlaps its tile shift, and the score reductions of successive steps overlap.
+Block sizes are those of the memory plan's cuts: the busiest PE sets the pace.
 """
 from __future__ import annotations
 

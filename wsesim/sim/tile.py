@@ -8,8 +8,8 @@ single-server FIFO queue with deterministic service times from the closed forms 
 path's or a link's latency delays the token without occupying it). All tokens enter at
 the same end and keep their order, so the whole tandem is advanced exactly, when a
 token enters, by the max-plus recursion D_k = max(D_{k-1} + d_k, B_k) + s_k (B_k: when
-element k is next free): one numpy call and one simpy event per token (or prompt chunk)
-and sequence, whatever the number of stages, wafers or PEs. Tokens of different
+element k is next free): one numpy call and one simpy event per token (a prompt counts
+as one) and sequence, whatever the number of stages, wafers or PEs. Tokens of different
 sequences queue on stages and links alike.
 """
 from __future__ import annotations
@@ -42,7 +42,7 @@ class Slot:
 
     name: str
     wafer: int | None
-    stage: int | None      # stage index, or None for paths between wafers
+    stage: int | None      # stage index; None for links, the way back, sequential wafers
     is_stage: bool         # a stage's own region (not a path into it)
     link: int | None = None  # inter-wafer link index (-1: the token's way back)
 
