@@ -100,6 +100,10 @@ def test_envelope_plus_what_it_leaves_out_is_the_total():
     from wsesim.run import simulate
     from wsesim.specs import load_deployment
     r = simulate(load_deployment("examples/llama-3.1-405b-w3.5-5x-wse3-proposal.yaml"))
+    # under its own accounting the proposal fits on its five wafers, and no fewer
+    assert r.memory.fits and r.min_wafers == 5
+    # the envelope is the proposal's 177 GB: parameters x 3.5 / 8
+    assert r.memory.naive_weights_bytes == 405_853_388_800 * 7 // 16
     assert r.memory.naive_weights_bytes + sum(v for _, v in envelope_gaps(r)) == \
         r.memory.total_bytes
     # the proposal's accounting stores no scales or zeros

@@ -143,7 +143,9 @@ def test_side_by_side_has_one_panel_per_wafer():
 def test_utilization_draws_each_regions_busy_fraction(result):
     busy = {s.index: (s.index + 1) / 100 for s in result.plan.stages}
     as_list = {"stage_busy": [{"stage": k, "busy": v} for k, v in busy.items()]}
-    for given in (busy, as_list):
+    # given as a mapping, as a list, or by default the performance model's own figures
+    own = {e["stage"]: e["busy"] for e in result.performance["stage_busy"]}
+    for given, expected in ((busy, busy), (as_list, busy), (None, own)):
         fig = plots.utilization_figure(result, 1, stage_busy=given)
         (im,) = [i for ax in fig.axes for i in ax.get_images()]
         values = np.ma.filled(im.get_array().astype(float), np.nan)
@@ -151,10 +153,8 @@ def test_utilization_draws_each_regions_busy_fraction(result):
         for s in result.plan.wafers[1].stages:
             r = s.region
             np.testing.assert_allclose(
-                values[r.row0:r.row0 + r.rows, r.col0:r.col0 + r.cols], busy[s.index] * 100,
-                rtol=1e-5)
-    # the performance model's own figures are used by default
-    assert plots.utilization_figure(result, 0) is not None
+                values[r.row0:r.row0 + r.rows, r.col0:r.col0 + r.cols],
+                expected[s.index] * 100, rtol=1e-5)
     no_perf = tiny_result(wafers=1, performance=False)
     assert plots.utilization_figure(no_perf, 0) is None
 

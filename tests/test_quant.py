@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 
 import numpy as np
 import pytest
@@ -224,15 +223,12 @@ def test_packed_bytes_vectorized_matches_scalar(fmt: QuantFormat, n: list[int],
     assert np.array_equal(pb.total, pb.payload + pb.scales + pb.zeros)
 
 
-def test_packed_bytes_large_arrays_are_fast_and_exact() -> None:
+def test_packed_bytes_of_large_arrays_are_exact() -> None:
     rng = np.random.default_rng(1)
     n = rng.integers(0, 300, size=2_000_000)
     k = rng.integers(0, 300, size=2_000_000)
     fmt = preset("w3.5-g128")
-    t0 = time.perf_counter()
     pb = packed_bytes(fmt, n, k)
-    elapsed = time.perf_counter() - t0
-    assert elapsed < 2.0  # a per-element Python loop would take far longer
     for i in rng.integers(0, n.size, size=50):
         assert sizes(packed_bytes(fmt, int(n[i]), int(k[i]))) == (
             pb.payload[i], pb.scales[i], pb.zeros[i])
@@ -378,7 +374,9 @@ def test_bf16_rounding_is_nearest_even() -> None:
     assert r[1] == 1 + 2**-6               # tie between mantissas 1 and 2 -> 2
     assert r[2] == 1 + 2**-7               # above the tie -> up
     assert r[3] == -(1 + 2**-6)
-    assert np.isinf(r[4]) or abs(r[4] - 3.0e38) <= 3.0e38 * 2**-8
+    # 3.0e38 is 0x7F61B1E6: its low half is above the tie, so it rounds up to 0x7F62
+    # and stays finite (bf16's largest is 0x7F7F)
+    assert r[4:5].view(np.uint32)[0] == 0x7F620000
     assert np.isposinf(r[5]) and np.isnan(r[6])
     # a NaN whose payload sits in the low 16 bits stays NaN (does not round to inf)
     low_nan = np.array([0x7F800001, 0xFF800001], np.uint32).view(np.float32)
