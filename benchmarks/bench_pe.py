@@ -123,8 +123,8 @@ def main() -> None:
             lambda: pe.layer(kn, att.content, mlp.content, 64, 64, 4096),
     }
     print(f"{'operation':<54} {'events':>9} {'wall s':>7} {'loop s':>7} "
-          f"{'ev/s':>9} {'bare 1':>9} {'ratio':>6} {'bare P':>9} {'ratio':>6} "
-          f"{'skeleton':>9} {'ratio':>6} {'PE/model':>8}")
+          f"{'ev/s':>9} {'bare 1':>9} {'vs b1':>6} {'bare P':>9} {'vs bP':>6} "
+          f"{'skeleton':>9} {'sk/b1':>6} {'PE/model':>8}")
     for name, run in cases.items():
         best_total = best_sim = float("inf")
         result = None
@@ -147,9 +147,9 @@ def main() -> None:
           f"{args.repeat}; loop s: simpy's event loop alone; ev/s = events / loop s; "
           "bare 1: simpy timeouts/s, one process (the issue's baseline); bare P: "
           "timeouts/s over as many processes as PEs; skeleton: events/s of the stripped "
-          "engine; the ratio after bare 1 and bare P is ev/s over that baseline, the one "
-          "after skeleton is the skeleton's own rate over bare 1 (the ceiling of this "
-          "design); PE/model: PE-level cycles over the closed form's.")
+          "engine; vs b1, vs bP: ev/s over bare 1, over bare P; sk/b1: the skeleton's "
+          "rate over bare 1 (the ceiling of this design); PE/model: PE-level cycles over "
+          "the closed form's.")
 
 
 if __name__ == "__main__":
