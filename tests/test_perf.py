@@ -15,7 +15,7 @@ from wsesim.mapping.plan import make_plan
 from wsesim.perf.compute import PECompute
 from wsesim.perf.cost import Cost
 from wsesim.perf.fabric import Fabric
-from wsesim.perf.model import _occupancy, build_model, max_tokens_per_cycle
+from wsesim.perf.model import build_model, max_tokens_per_cycle
 from wsesim.perf.stages import (
     Kernels,
     _mesh_step,
@@ -140,7 +140,7 @@ def perf(dep):
 
 
 def _occ(e):
-    return _occupancy(e, "prefill")
+    return e.occupancy("prefill")
 
 
 def tpot(run) -> float:

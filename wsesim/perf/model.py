@@ -37,6 +37,19 @@ class Element:
     prefill: Cost           # per prefill chunk (arrays)
     delay_is_latency: bool = False  # a path: its latency is a delay, bandwidth occupies
 
+    def occupancy(self, phase: str) -> np.ndarray:
+        """Cycles the element is busy per decode step or prefill chunk (``phase``)."""
+        c: Cost = getattr(self, phase)
+        return np.asarray(c.bandwidth if self.delay_is_latency else c.total, dtype=float)
+
+    def delay(self, phase: str) -> np.ndarray:
+        """Cycles before the element starts on a token that occupy nothing (a path's
+        latency; none for a stage)."""
+        c: Cost = getattr(self, phase)
+        if self.delay_is_latency:
+            return np.asarray(c.total - c.bandwidth, dtype=float)
+        return np.zeros_like(np.asarray(c.total, dtype=float))
+
 
 @dataclass
 class Segment:
@@ -116,7 +129,7 @@ class PerformanceModel:
         best = None
         for seg in self.segments:
             for e in seg.elements:
-                occ = float(np.mean(_occupancy(e, "decode")))
+                occ = float(np.mean(e.occupancy("decode")))
                 if best is None or occ > best[2]:
                     best = (e.name, e.decode, occ)
         for w, (decode, _) in enumerate(self.links):
@@ -132,24 +145,10 @@ def max_tokens_per_cycle(model: "PerformanceModel") -> float:
     every element, which serves one token at a time, no quicker than its quickest decode
     step; the element whose quickest step is slowest caps the rate."""
     steps = len(model.decode_contexts)
-    rows = [np.broadcast_to(_occupancy(e, "decode"), (steps,))
+    rows = [np.broadcast_to(e.occupancy("decode"), (steps,))
             for seg in model.segments for e in seg.elements]
     rows += [model.link_timing("decode", w)[0] for w in range(len(model.links))]
     return 1.0 / float(np.max(np.min(np.stack(rows), axis=1)))
-
-
-def _occupancy(e: Element, phase: str) -> np.ndarray:
-    c: Cost = getattr(e, phase)
-    if e.delay_is_latency:
-        return np.asarray(c.bandwidth, dtype=float)
-    return np.asarray(c.total, dtype=float)
-
-
-def _delay(e: Element, phase: str) -> np.ndarray:
-    c: Cost = getattr(e, phase)
-    if e.delay_is_latency:
-        return np.asarray(c.total - c.bandwidth, dtype=float)
-    return np.zeros_like(np.asarray(c.total, dtype=float))
 
 
 def _hops(a: Region, b: Region) -> tuple[float, int]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import simpy
 
-from wsesim.perf.model import PerformanceModel, _delay, _occupancy
+from wsesim.perf.model import PerformanceModel
 
 TRACE_SEQUENCES = 4   # sequences whose every visit a trace records
 TRACE_STEPS = 32      # decode steps recorded per traced sequence
@@ -80,7 +80,7 @@ class Pipeline:
             for e in seg.elements:
                 add(Slot(e.name, seg.wafer, e.stage.index if e.stage else None,
                          not e.delay_is_latency),
-                    {p: _occupancy(e, p) for p in PHASES}, {p: _delay(e, p) for p in PHASES})
+                    {p: e.occupancy(p) for p in PHASES}, {p: e.delay(p) for p in PHASES})
         self.slots = slots
         self.service = {p: table(service[p], n[p]) for p in PHASES}
         self.delay = {p: table(delay[p], n[p]) for p in PHASES}
