@@ -313,7 +313,7 @@ def test_utilization_shows_which_links_a_row_broadcast_uses(kernels):
 ], ids=["side", "stacked", "corner"])
 def test_paths_between_regions_agree(kernels, src, dst):
     kn, _ = kernels["wse2"]
-    r = P.transfer(kn, 16, 32, 4096, src=P.Area(*src), dst=P.Area(*dst))
+    r = P.transfer(kn, 16, 32, 4096, src=P.area(*src), dst=P.area(*dst))
     assert r.ratio == pytest.approx(1.0, rel=0.10)
 
 
@@ -321,8 +321,8 @@ def test_lanes_sharing_one_track_queue(kernels):
     """Regions that touch only at a corner send every lane down one track: its
     wavelets follow each other, so the path takes lanes x longer to carry them."""
     kn, _ = kernels["wse2"]
-    parallel = P.transfer(kn, 16, 32, 4096, src=P.Area(0, 0, 8, 32), dst=P.Area(8, 0, 8, 32))
-    queued = P.transfer(kn, 16, 32, 4096, src=P.Area(0, 0, 8, 8), dst=P.Area(8, 8, 8, 24))
+    parallel = P.transfer(kn, 16, 32, 4096, src=P.area(0, 0, 8, 32), dst=P.area(8, 0, 8, 32))
+    queued = P.transfer(kn, 16, 32, 4096, src=P.area(0, 0, 8, 8), dst=P.area(8, 8, 8, 24))
     # 8 lanes of 256 wavelets in a row, then the 256-wavelet multicast: (8 + 1) / (1 + 1)
     assert float(queued.pe.bandwidth) == pytest.approx(4.5 * float(parallel.pe.bandwidth))
 

@@ -93,18 +93,9 @@ MAX_SAMPLES = 4
 TAG_BLOCK = 64
 
 
-@dataclass(frozen=True)
-class Area:
-    """A rectangle of the simulated grid."""
-
-    row0: int
-    col0: int
-    rows: int
-    cols: int
-
-    @property
-    def center_col(self) -> int:
-        return self.col0 + (self.cols - 1) // 2
+def area(row0: int, col0: int, rows: int, cols: int) -> Region:
+    """A rectangle of the simulated grid (one wafer: wafer 0)."""
+    return Region(0, row0, col0, rows, cols)
 
 
 # ---------------------------------------------------------------------- programs
@@ -165,7 +156,7 @@ class Program:
         self.net = net
         self.ops: dict[int, list[tuple]] = {}
         self._tags = 0
-        self._pending: tuple[Area, Cost, Any] | None = None
+        self._pending: tuple[Region, Cost, Any] | None = None
         self.notes: list[str] = []
 
     def tag(self, count: int = TAG_BLOCK) -> int:
@@ -178,7 +169,7 @@ class Program:
     def wavelets(self, elements: Any) -> np.ndarray:
         return np.asarray(self.kn.fabric.wavelets(elements, self.kn.act_bytes))
 
-    def _nodes(self, area: Area) -> list[list[int]]:
+    def _nodes(self, area: Region) -> list[list[int]]:
         cols = self.net.cols
         return [[(area.row0 + r) * cols + area.col0 + c for c in range(area.cols)]
                 for r in range(area.rows)]
@@ -190,7 +181,7 @@ class Program:
         lst.extend(ops)
 
     # ---- local work -------------------------------------------------------------
-    def work(self, area: Area, cost: Cost, sram: Any = None) -> None:
+    def work(self, area: Region, cost: Cost, sram: Any = None) -> None:
         p = self._pending
         if p is not None and p[0] == area:
             s = sram if p[2] is None else (p[2] if sram is None else p[2] + np.asarray(sram))
@@ -217,7 +208,7 @@ class Program:
             self._append(node, (op_work(c, d, o, m),))
 
     # ---- collectives ------------------------------------------------------------
-    def lines(self, area: Area, along: str, w: Any, plan: Callable[[int], tuple],
+    def lines(self, area: Region, along: str, w: Any, plan: Callable[[int], tuple],
               seg: int | None = None) -> None:
         """A collective on every line of ``area``: along each row (``"row"``) or each
         column, cut in segments of ``seg`` PEs, all in parallel; ``plan(n)`` gives the
@@ -243,7 +234,7 @@ class Program:
                 if ops:
                     self._append(node, ops)
 
-    def allreduce(self, area: Area, along: str, elements: Any, seg: int | None = None
+    def allreduce(self, area: Region, along: str, elements: Any, seg: int | None = None
                   ) -> tuple[str, int | None]:
         """Allreduce of ``elements`` values per PE along every row (``"row"``) or column
         of ``area``, in segments of ``seg``; the algorithm (and group count) the closed
@@ -260,7 +251,7 @@ class Program:
                    lambda length: allreduce_plan(length, algorithm, groups), seg)
         return algorithm, groups
 
-    def broadcast(self, area: Area, along: str, elements: Any, root: int | None = None
+    def broadcast(self, area: Region, along: str, elements: Any, root: int | None = None
                   ) -> None:
         """Multicast along every row or column of ``area`` from position ``root`` (the
         middle by default)."""
@@ -287,7 +278,7 @@ class Program:
             recv = inn.get(node, ())
             self._append(node, [op_step([r[1] for r in recv]), *out.get(node, ()), *recv])
 
-    def meshgemm(self, area: Area, mt: int, kt: int, nt: int, rounds: int,
+    def meshgemm(self, area: Region, mt: int, kt: int, nt: int, rounds: int,
                  fmt: Any = None) -> None:
         """WaferLLM's MeshGEMM (Cannon) on ``area``: ceil(rounds / 2) skew rounds, then
         ``rounds`` steps; in each, every PE sends its A tile (mt x kt) on around its
@@ -328,7 +319,7 @@ class Program:
                         ops.extend(op_recv_async(tag) for tag in tags)
                 self._append(node, ops)
 
-    def rotating_reduce(self, area: Area, local: Cost, elements: int, rounds: int) -> None:
+    def rotating_reduce(self, area: Region, local: Cost, elements: int, rounds: int) -> None:
         """``rounds`` steps of local work followed by a reduction of its result along
         each row into a root that moves one column on each step (the scores of
         WaferLLM's prefill attention); a PE goes on to the next step once it has passed
@@ -362,7 +353,7 @@ class Program:
 class _Stage:
     """Builds a stage's parts on ``area`` as the closed forms compose them."""
 
-    def __init__(self, prog: Program, area: Area, tokens: int) -> None:
+    def __init__(self, prog: Program, area: Region, tokens: int) -> None:
         self.p = prog
         self.kn = prog.kn
         self.pe = prog.kn.pe
@@ -576,10 +567,10 @@ def broadcast(kn: Kernels, rows: int, cols: int, elements: int, along: str = "ro
     ``root`` PE (the middle by default) to the rest of the line, all lines at once."""
     net = _net(kn, rows, cols)
     prog = Program(kn, net)
-    area = Area(0, 0, rows, cols)
+    whole = area(0, 0, rows, cols)
     n = cols if along == "row" else rows
     r = (n - 1) // 2 if root is None else root
-    prog.broadcast(area, along, elements, r)
+    prog.broadcast(whole, along, elements, r)
     model = kn.fabric.broadcast(max(r, n - 1 - r), elements, kn.act_bytes) if n > 1 \
         else Cost()
     return _result("broadcast", prog, model)
@@ -592,7 +583,7 @@ def allreduce(kn: Kernels, rows: int, cols: int, elements: int, along: str = "ro
     net = _net(kn, rows, cols)
     prog = Program(kn, net)
     n = cols if along == "row" else rows
-    algorithm, groups = prog.allreduce(Area(0, 0, rows, cols), along,
+    algorithm, groups = prog.allreduce(area(0, 0, rows, cols), along,
                                        np.full((1, 1), elements))
     if algorithm == "two-level" and groups is not None:   # as many as the line allows
         algorithm += f", {group_layout(n, groups)[1]} groups"
@@ -611,10 +602,10 @@ def gemv(kn: Kernels, rows: int, cols: int, outputs: int, inputs: int,
     tb = TensorBlock(TensorShape("w", outputs, inputs, "linear"), fmt, "rows")
     net = _net(kn, rows, cols)
     prog = Program(kn, net)
-    area = Area(0, 0, rows, cols)
+    whole = area(0, 0, rows, cols)
     k, _, _ = tb.cuts(rows, cols)
-    st = _Stage(prog, area, 1)
-    prog.broadcast(area, "row", k)
+    st = _Stage(prog, whole, 1)
+    prog.broadcast(whole, "row", k)
     st.linear(tb)
     model = (kn.fabric.broadcast(math.ceil((cols - 1) / 2), int(k.max()), kn.act_bytes)
              if cols > 1 else Cost()) + linear(kn, tb, rows, cols, 1)
@@ -628,7 +619,7 @@ def stage(kn: Kernels, content: Any, rows: int, cols: int, context: int,
     of ``wsesim.perf.stages.stage_cost``."""
     net = _net(kn, rows, cols, sram)
     prog = Program(kn, net)
-    _Stage(prog, Area(0, 0, rows, cols), 1).part(content, context)
+    _Stage(prog, area(0, 0, rows, cols), 1).part(content, context)
     model = stage_cost(kn, content, rows, cols, context)
     return _result(content.part, prog, model)
 
@@ -638,7 +629,7 @@ def layer(kn: Kernels, attention_content: Any, mlp_content: Any, rows: int, cols
     """A decode layer (attention then MLP) on one ``rows x cols`` grid, one run."""
     net = _net(kn, rows, cols, sram)
     prog = Program(kn, net)
-    st = _Stage(prog, Area(0, 0, rows, cols), 1)
+    st = _Stage(prog, area(0, 0, rows, cols), 1)
     st.attention(attention_content, context)
     st.mlp(mlp_content)
     model = attention_cost(kn, attention_content, rows, cols, context) + \
@@ -646,32 +637,31 @@ def layer(kn: Kernels, attention_content: Any, mlp_content: Any, rows: int, cols
     return _result("layer", prog, model)
 
 
-def _lanes(prog: Program, src: Area | None, dst: Area, hidden: int) -> Cost:
+def _lanes(prog: Program, src: Region | None, dst: Region, hidden: int) -> Cost:
     """Activations from region ``src`` (None: the west edge) into region ``dst`` by the
     lane plan the closed form ``wsesim.perf.model._path`` prices
     (:func:`wsesim.perf.paths.lane_plan`): every lane a train from its source PE to its
     destination PE (dimension-ordered routing; lanes on one track queue), then each
     destination row multicasts its slice. Adds the parts; returns that closed form."""
     net = prog.net
-    as_region = (lambda a: None if a is None else Region(0, a.row0, a.col0, a.rows, a.cols))
-    plan = lane_plan(as_region(src), as_region(dst))
+    plan = lane_plan(src, dst)
     per_lane = math.ceil(hidden / plan.lanes)
     w = int(prog.wavelets(per_lane))
     prog.lanes([(net.node(*a), net.node(*b), w) for a, b in plan.routes if a != b])
-    prog.broadcast(Area(dst.row0, dst.col0, plan.lanes, dst.cols), "row", per_lane,
-                   dst.center_col - dst.col0)
-    return _path(prog.kn, as_region(src), as_region(dst), hidden, 1)
+    prog.broadcast(area(dst.row0, dst.col0, plan.lanes, dst.cols), "row", per_lane,
+                   (dst.cols - 1) // 2)
+    return _path(prog.kn, src, dst, hidden, 1)
 
 
 def transfer(kn: Kernels, rows: int, cols: int, elements: int,
-             src: Area | None = None, dst: Area | None = None) -> OpResult:
+             src: Region | None = None, dst: Region | None = None) -> OpResult:
     """Moving a vector of ``elements`` activations from one region to another on a
     ``rows x cols`` grid (by default the west half to the east half), lane by lane."""
     net = _net(kn, rows, cols)
     prog = Program(kn, net)
     half = max(1, cols // 2)
-    src = src or Area(0, 0, rows, half)
-    dst = dst or Area(0, half, rows, cols - half)
+    src = src or area(0, 0, rows, half)
+    dst = dst or area(0, half, rows, cols - half)
     model = _lanes(prog, src, dst, elements)
     return _result("transfer", prog, model)
 
@@ -690,15 +680,15 @@ def decode_token(plan: Any, context: int | None = None) -> OpResult:
     net = _net(kn, rows, cols, dep.hardware.pe_sram_bytes)
     prog = Program(kn, net)
     model = Cost()
-    prev: Area | None = None
+    prev: Region | None = None
     for s in plan.wafers[0].stages:
         r = s.region
-        area = Area(r.row0, r.col0, r.rows, r.cols)
+        here = area(r.row0, r.col0, r.rows, r.cols)
         if dep.mapping.strategy == "pipeline" and prev is not None:
-            model = model + _lanes(prog, prev, area, dep.model.hidden_size)
-        _Stage(prog, area, 1).part(s.content, ctx)
+            model = model + _lanes(prog, prev, here, dep.model.hidden_size)
+        _Stage(prog, here, 1).part(s.content, ctx)
         model = model + stage_cost(kn, s.content, r.rows, r.cols, ctx)
-        prev = area
+        prev = here
     return _result("decode_token", prog, model)
 
 
@@ -713,7 +703,7 @@ def _mesh_run(kn: Kernels, content: Any, rows: int, cols: int, tokens: int, cont
               rounds: int) -> NetRun:
     net = _net(kn, rows, cols)
     prog = Program(kn, net)
-    st = _Stage(prog, Area(0, 0, rows, cols), tokens)
+    st = _Stage(prog, area(0, 0, rows, cols), tokens)
     if content.part == "attention":
         st.attention_prefill(content, rounds, context)
     else:
@@ -776,7 +766,7 @@ def _simulate_stage(kn: Kernels, content: Any, rows: int, cols: int, context: in
                     tokens: int) -> NetRun:
     net = _net(kn, rows, cols)
     prog = Program(kn, net)
-    _Stage(prog, Area(0, 0, rows, cols), tokens).part(content, context)
+    _Stage(prog, area(0, 0, rows, cols), tokens).part(content, context)
     return prog.run()
 
 
@@ -907,6 +897,6 @@ def kernels_for(hardware: Any, rows: int, cols: int, hidden: int = 256,
     return Kernels.of(dep), make_plan(dep, 1)
 
 
-__all__ = ["Area", "OpResult", "Program", "allreduce", "broadcast",
+__all__ = ["OpResult", "Program", "allreduce", "broadcast",
            "decode_token", "gemv", "kernels_for", "layer", "pe_stage_costs",
            "pe_utilization", "prefill", "stage", "transfer"]
