@@ -10,5 +10,5 @@ Importing the package loads nothing heavy (no matplotlib, dask or simulator).
 """
 from wsesim.api import load, rows_to_dataframe, simulate, sweep, write_plots
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # every JSON answer and sweep row records it
 __all__ = ["__version__", "load", "rows_to_dataframe", "simulate", "sweep", "write_plots"]
