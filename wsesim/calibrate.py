@@ -1,82 +1,212 @@
-"""Refit the kernel profile's calibrated constants on their named validation cases.
+"""Fit a hardware profile's calibrated constants to its validation cases.
 
-``python -m wsesim.calibrate`` reads which case each constant in ``kernel.calibrated``
-is fitted on (from the first validation case's profile; the fitted values apply to
-every profile naming the same cases), solves for the values that make
-those cases' predictions equal their measurements (a few secant steps in as many
-dimensions as constants), and prints them with every case's error before and after.
-It writes nothing: the numbers go into the profile by hand, with the case beside them.
+``python -m wsesim.calibrate [PROFILE ...] [--write]`` takes, for each profile, the
+constants its ``kernel.calibrated`` names (dotted paths: ``kernel.vector_op_cycles``,
+``macs_per_cycle.fp16``) and every validation case run on that profile, and fits the
+constants jointly: least squares on the cases' relative errors (scipy's bounded
+trust-region solver, constants kept >= 0). It then refits once per case without that
+case (leave-one-out) and prints, per case, the error with the joint fit and with the fit
+that never saw it. ``--write`` puts the fitted values and the cases they came from into
+the profile (in place, comments kept) and the leave-one-out constants into
+``validation/calibration/<profile>.yaml``, where ``wsesim validate`` reads them.
 """
 from __future__ import annotations
 
 import argparse
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
+import yaml
 
-from wsesim.specs import Deployment
-from wsesim.validate import find_cases, load_case
-from wsesim.validate import predict as predict_case
+from wsesim.paths import profiles_dir
+from wsesim.specs import HardwareProfile
+from wsesim.validate import Case, calibration_file, find_cases, load_case, predict
 
-
-def _with_kernel(dep: Deployment, values: dict[str, float]) -> Deployment:
-    hw = dep.hardware
-    kernel = hw.kernel.model_copy(update=values)
-    return dep.model_copy(update={"hardware": hw.model_copy(update={"kernel": kernel})})
+RELATIVE_STEP = 1e-3     # of a constant's value, for the numerical Jacobian
+TOLERANCE = 1e-7         # relative change of the objective at which a fit stops
 
 
-def predict(dep: Deployment, metric: str, values: dict[str, float]) -> float:
-    """The case's prediction with the kernel constants set to ``values``."""
-    return predict_case(_with_kernel(dep, values), metric)
+@dataclass
+class Fit:
+    """Constants fitted on a set of cases, and the cases' relative errors with them."""
+
+    values: dict[str, float]
+    errors: dict[str, float]
+    loo_values: dict[str, dict[str, float]] = field(default_factory=dict)
+    loo_errors: dict[str, float] = field(default_factory=dict)
 
 
-def fit(cases: dict[str, tuple[Deployment, str, float]], start: dict[str, float],
-        rounds: int = 8) -> dict[str, float]:
-    """Values of the named constants that zero each one's case's relative error."""
-    names = list(cases)
-    x = np.array([start[n] for n in names], dtype=float)
+def constant_value(hw: HardwareProfile, path: str) -> float:
+    """The value of a dotted-path constant of a profile."""
+    node = hw.model_dump()
+    for part in path.split("."):
+        node = node[part]
+    return float(node)
 
-    def errors(v: np.ndarray) -> np.ndarray:
-        vals = dict(zip(names, v))
-        return np.array([predict(dep, metric, vals) / measured - 1
-                         for dep, metric, measured in (cases[n] for n in names)])
 
-    for _ in range(rounds):
-        e = errors(x)
-        if np.max(np.abs(e)) < 1e-4:
-            break
-        jac = np.empty((len(names), len(names)))
-        for j in range(len(names)):
-            step = np.zeros(len(names))
-            step[j] = max(abs(x[j]) * 0.05, 0.5)
-            jac[:, j] = (errors(x + step) - e) / step[j]
-        x = np.maximum(x - np.linalg.solve(jac, e), 0.0)
-    return dict(zip(names, x))
+def relative_errors(cases: Sequence[Case], values: dict[str, float]) -> np.ndarray:
+    return np.array([predict(c, values) / c.spec.measured - 1 for c in cases])
+
+
+def least_squares_fit(cases: Sequence[Case], start: dict[str, float],
+                      errors: Callable[[Sequence[Case], dict[str, float]], np.ndarray]
+                      = relative_errors) -> dict[str, float]:
+    """Constants minimizing the sum of squared relative errors over ``cases``."""
+    from scipy.optimize import least_squares
+
+    names = list(start)
+    x0 = np.array([start[n] for n in names], dtype=float)
+    scale = np.maximum(np.abs(x0), 1.0)
+
+    def residuals(x: np.ndarray) -> np.ndarray:
+        return errors(cases, dict(zip(names, x * scale)))
+
+    fit = least_squares(residuals, x0 / scale, bounds=(0.0, np.inf), diff_step=RELATIVE_STEP,
+                        ftol=TOLERANCE, xtol=TOLERANCE, gtol=TOLERANCE)
+    return dict(zip(names, (fit.x * scale).tolist()))
+
+
+def calibrate(cases: Sequence[Case], start: dict[str, float], leave_one_out: bool = True,
+              errors: Callable[[Sequence[Case], dict[str, float]], np.ndarray]
+              = relative_errors) -> Fit:
+    """The joint fit over ``cases`` and, with ``leave_one_out``, one refit per case
+    without it (started from the joint fit) and that case's error with it."""
+    values = least_squares_fit(cases, start, errors)
+    fit = Fit(values, dict(zip((c.name for c in cases),
+                               map(float, errors(cases, values)))))
+    if leave_one_out and len(cases) > len(start):
+        for i, case in enumerate(cases):
+            rest = [c for j, c in enumerate(cases) if j != i]
+            fit.loo_values[case.name] = least_squares_fit(rest, values, errors)
+            fit.loo_errors[case.name] = float(errors([case], fit.loo_values[case.name])[0])
+    return fit
+
+
+# ------------------------------------------------------------------ writing back
+def _set_in_yaml(text: str, path: str, value: str) -> str:
+    """``text`` with the scalar at dotted ``path`` replaced by ``value``, keeping the
+    line's comment and every other line (a block-style YAML mapping)."""
+    lines = text.splitlines(keepends=True)
+    start, indent = 0, -1
+    parts = path.split(".")
+    for depth, part in enumerate(parts):
+        pattern = re.compile(rf"^(\s*){re.escape(part)}:(\s*)([^#\n]*?)(\s*(#.*)?)$")
+        for i in range(start, len(lines)):
+            stripped = lines[i].strip()
+            here = len(lines[i]) - len(lines[i].lstrip())
+            if stripped and not stripped.startswith("#") and here <= indent:
+                break                    # left the enclosing block
+            m = pattern.match(lines[i].rstrip("\n"))
+            if m and len(m.group(1)) > indent:
+                if depth == len(parts) - 1:
+                    end = "\n" if lines[i].endswith("\n") else ""
+                    lines[i] = f"{m.group(1)}{part}: {value}{m.group(4)}{end}"
+                    return "".join(lines)
+                start, indent = i + 1, len(m.group(1))
+                break
+        else:
+            raise KeyError(path)
+    raise KeyError(path)
+
+
+def _flow_list(key: str, items: list[str], indent: str, width: int = 90) -> str:
+    """``key: [a, b, ...]`` wrapped to ``width`` columns."""
+    lines, line = [], f"{indent}{key}: ["
+    for i, item in enumerate(items):
+        piece = item + (", " if i < len(items) - 1 else "]")
+        if len(line) + len(piece) > width and not line.endswith("["):
+            lines.append(line.rstrip() + "\n")
+            line = indent + " " * (len(key) + 3)
+        line += piece
+    return "".join(lines) + (line if items else line + "]") + "\n"
+
+
+def _calibrated_block(values: dict[str, float], cases: list[str], indent: str) -> str:
+    return (f"{indent}calibrated:   # written by python -m wsesim.calibrate --write: every "
+            "constant fitted on every case, jointly\n"
+            + _flow_list("constants", list(values), indent + "  ")
+            + _flow_list("cases", cases, indent + "  "))
+
+
+def write_profile(path: Path, fit: Fit, cases: list[str]) -> None:
+    """Put the fitted values and the cases they came from into the profile file."""
+    text = path.read_text(encoding="utf-8")
+    for name, value in fit.values.items():
+        text = _set_in_yaml(text, name, f"{value:.4g}")
+    block = re.compile(r"^(\s*)calibrated:.*\n(\1 .*\n)*", re.M)
+    m = block.search(text)
+    if m is None:
+        raise KeyError("kernel.calibrated")
+    text = text[:m.start()] + _calibrated_block(fit.values, cases, m.group(1)) + \
+        text[m.end():]
+    path.write_text(text, encoding="utf-8")
+
+
+def write_leave_one_out(profile: str, fit: Fit) -> Path:
+    path = calibration_file(profile)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "profile": profile,
+        "fitted": {k: round(v, 6) for k, v in fit.values.items()},
+        "errors": {k: round(v, 6) for k, v in fit.errors.items()},
+        "leave_one_out": {case: {k: round(v, 6) for k, v in vals.items()}
+                          for case, vals in fit.loo_values.items()},
+        "leave_one_out_errors": {k: round(v, 6) for k, v in fit.loo_errors.items()},
+    }
+    header = (f"# Written by `python -m wsesim.calibrate {profile} --write`: the constants of "
+              f"hardware profile {profile}\n# fitted on all its validation cases, and for each "
+              "case the constants fitted without it\n# (leave-one-out), which `wsesim "
+              "validate` uses to predict that case.\n")
+    path.write_text(header + yaml.safe_dump(doc, sort_keys=False, width=100),
+                    encoding="utf-8")
+    return path
+
+
+# ------------------------------------------------------------------------ command
+def cases_by_profile() -> dict[str, list[Case]]:
+    out: dict[str, list[Case]] = {}
+    for p in find_cases():
+        case = load_case(p)
+        out.setdefault(case.hardware.name, []).append(case)
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m wsesim.calibrate",
                                      description=__doc__.splitlines()[0])
-    parser.parse_args(argv)
-    cases_by_name = {p.stem: load_case(p) for p in find_cases()}
-    first = next(iter(cases_by_name.values()))
-    kernel = first.deployment.hardware.kernel
-    targets = {}
-    for constant, case_path in kernel.calibrated.items():
-        case = cases_by_name[Path(case_path).stem]
-        targets[constant] = (case.deployment, case.spec.metric, case.spec.measured)
-    start = {n: getattr(kernel, n) for n in targets}
-    fitted = fit(targets, start)
-    print("fitted kernel constants (put them in hardware_profiles/*.yaml):")
-    for n, v in fitted.items():
-        print(f"  {n}: {v:.1f}    # calibrated on {kernel.calibrated[n]}")
-    print("errors with the fitted constants:")
-    for name, case in cases_by_name.items():
-        values = {n: round(v, 1) for n, v in fitted.items()} \
-            if case.deployment.hardware.kernel.calibrated == kernel.calibrated else {}
-        pred = predict(case.deployment, case.spec.metric, values)
-        print(f"  {name:34s} {(pred - case.spec.measured) / case.spec.measured:+.1%}")
+    parser.add_argument("profiles", nargs="*", help="profiles to fit (default: every "
+                        "profile with validation cases and calibrated constants)")
+    parser.add_argument("--write", action="store_true", help="write the fitted values "
+                        "into the profile and the leave-one-out constants into "
+                        "validation/calibration/")
+    parser.add_argument("--no-loo", action="store_true", help="skip the leave-one-out "
+                        "refits (faster; nothing is written)")
+    args = parser.parse_args(argv)
+    groups = cases_by_profile()
+    for profile in args.profiles or sorted(groups):
+        cases = groups.get(profile, [])
+        hw = cases[0].hardware if cases else None
+        if hw is None or not hw.kernel.calibrated.constants:
+            print(f"{profile}: no validation cases or no calibrated constants: skipped")
+            continue
+        start = {name: constant_value(hw, name) for name in hw.kernel.calibrated.constants}
+        print(f"{profile}: fitting {', '.join(start)} on {len(cases)} cases ...",
+              flush=True)
+        fit = calibrate(cases, start, leave_one_out=not args.no_loo)
+        for name, value in fit.values.items():
+            print(f"  {name:40s} {start[name]:>10.4g} -> {value:>10.4g}")
+        print(f"  {'case':40s} {'fitted':>8s} {'leave-one-out':>14s}")
+        for case in cases:
+            loo = fit.loo_errors.get(case.name)
+            print(f"  {case.name:40s} {fit.errors[case.name]:>+8.1%} "
+                  f"{'' if loo is None else f'{loo:+.1%}':>14s}")
+        if args.write and not args.no_loo:
+            write_profile(profiles_dir() / f"{profile}.yaml", fit, [c.name for c in cases])
+            print(f"  wrote {profiles_dir() / f'{profile}.yaml'} and "
+                  f"{write_leave_one_out(profile, fit)}")
     return 0
 
 

@@ -118,15 +118,20 @@ def assumptions(plan: Plan) -> list[str]:
     """The performance model's assumptions, with this deployment's numbers."""
     dep = plan.deployment
     k = dep.hardware.kernel
-    cal = k.calibrated
+    fitted = ", ".join(k.calibrated.constants) or "none"
+    cases = k.calibrated.cases
     out = [
-        f"Kernel fixed costs: {k.comm_step_cycles:g} cycles per synchronized fabric phase"
-        f" (calibrated on {cal.get('comm_step_cycles', 'nothing: assumed')}), "
-        f"{k.vector_op_cycles:g} cycles per vector instruction (calibrated on "
-        f"{cal.get('vector_op_cycles', 'nothing: assumed')}); nothing overlaps inside a "
-        "stage, as in WaferLLM's kernels, except in MeshGEMM prefill, where each step's "
-        "tile product overlaps its tile shift and successive score reductions overlap "
-        "(their roots rotate).",
+        f"Kernel costs: {k.vector_op_cycles:g} cycles to issue a vector instruction and "
+        f"at least {k.vector_latency_cycles:g} before a dependent one completes; a chain "
+        f"stage {k.receive_add_forward_cycles:g} cycles beyond its hop and ramps; "
+        f"{k.fabric_call_cycles:g} cycles per fabric operation called; "
+        f"{k.route_switch_cycles:g} per switch of a region's reductions to its other axis; "
+        f"{k.mesh_step_cycles:g} per MeshGEMM step. Fitted to measurements: {fitted} "
+        f"(on {len(cases)} validation case{'s' if len(cases) != 1 else ''} of "
+        f"{dep.hardware.name}; `wsesim validate` shows each case's error and its "
+        "leave-one-out error). Nothing overlaps inside a stage, as in WaferLLM's kernels, "
+        "except in MeshGEMM prefill, where each step's tile product overlaps its tile "
+        "shift and successive score reductions overlap (their roots rotate).",
         f"Inter-wafer link: {dep.hardware.interwafer_bytes_per_s / 1e9:g} GB/s and "
         f"{dep.hardware.interwafer_latency_s * 1e6:g} us per transfer (the latency is not "
         "published: an assumption).",

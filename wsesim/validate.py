@@ -1,23 +1,32 @@
-"""Predictions against published measurements on real wafers (``validation/``)."""
+"""Predictions against measurements on real wafers (``validation/``): deployment cases
+(a published tokens/s or time) and kernel cases (hardware cycle counts of one kernel).
+
+A profile's calibrated constants are fitted on its cases (:mod:`wsesim.calibrate`); the
+constants fitted without each case (leave-one-out) are kept in
+``validation/calibration/<profile>.yaml`` so that every case is also predicted by a fit
+that never saw it.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
-from pydantic import BaseModel, ConfigDict, PositiveFloat, field_validator
+from pydantic import BaseModel, ConfigDict, PositiveFloat, field_validator, model_validator
 
 from wsesim.errors import SpecError
 from wsesim.paths import validation_dir
-from wsesim.specs import Deployment, deployment_from_mapping
+from wsesim.specs import Deployment, HardwareProfile, deployment_from_mapping, load_hardware
+from wsesim.specs.kernel import KernelSpec
 from wsesim.specs.yamlio import did_you_mean, read_mapping, validate
 
 METRICS = ("tokens_per_s_per_user", "tokens_per_s", "time_per_output_token_s", "ttft_s",
-           "prefill_tokens_per_s", "layer_time_s")
+           "prefill_tokens_per_s", "layer_time_s", "cycles")
+CALIBRATION_DIR = "calibration"
 
 
 class CaseSpec(BaseModel):
-    """One published measurement and the deployment that reproduces its setting."""
+    """One measurement and the deployment (or the kernel) that reproduces its setting."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -26,7 +35,8 @@ class CaseSpec(BaseModel):
     metric: str
     measured: PositiveFloat
     tolerance: PositiveFloat = 0.15
-    deployment: dict[str, Any]
+    deployment: dict[str, Any] | None = None
+    kernel: dict[str, Any] | None = None
 
     @field_validator("metric")
     @classmethod
@@ -36,12 +46,30 @@ class CaseSpec(BaseModel):
                              f"{did_you_mean(value, list(METRICS))}; one of {', '.join(METRICS)}")
         return value
 
+    @model_validator(mode="after")
+    def _one_target(self) -> "CaseSpec":
+        if (self.deployment is None) == (self.kernel is None):
+            raise ValueError("give exactly one of deployment (a published end-to-end "
+                             "figure) or kernel (cycles of one kernel)")
+        if (self.metric == "cycles") != (self.kernel is not None):
+            raise ValueError("metric cycles goes with a kernel case, the other metrics "
+                             "with a deployment case")
+        return self
+
 
 @dataclass
 class Case:
     spec: CaseSpec
-    deployment: Deployment
+    target: Deployment | KernelSpec
     path: Path
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def hardware(self) -> HardwareProfile:
+        return self.target.hardware
 
 
 @dataclass
@@ -50,23 +78,41 @@ class CaseResult:
     metric: str
     measured: float
     predicted: float
-    error: float        # (predicted - measured) / measured
+    error: float                 # (predicted - measured) / measured
     tolerance: float
     source: str
+    hardware: str
+    loo_predicted: float | None = None   # by constants fitted without this case
+
+    @property
+    def loo_error(self) -> float | None:
+        if self.loo_predicted is None:
+            return None
+        return (self.loo_predicted - self.measured) / self.measured
 
     @property
     def passed(self) -> bool:
         return abs(self.error) <= self.tolerance
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "metric": self.metric, "measured": self.measured,
-                "predicted": self.predicted, "error": self.error,
-                "tolerance": self.tolerance, "passed": self.passed}
+        return {"name": self.name, "metric": self.metric, "hardware": self.hardware,
+                "measured": self.measured, "predicted": self.predicted,
+                "error": self.error, "loo_predicted": self.loo_predicted,
+                "loo_error": self.loo_error, "tolerance": self.tolerance,
+                "passed": self.passed}
 
 
 def load_case(path: Path) -> Case:
     data = read_mapping(path)
     spec = validate(CaseSpec, data, path)
+    if spec.kernel is not None:
+        kernel = dict(spec.kernel)
+        if "hardware" not in kernel:
+            raise SpecError(path, "kernel.hardware", "required key is missing")
+        kernel["hardware"] = load_hardware(kernel["hardware"], path.parent, path,
+                                           "kernel.hardware")
+        return Case(spec, validate(KernelSpec, kernel, path, prefix="kernel"), path)
+    assert spec.deployment is not None
     dep = deployment_from_mapping(spec.deployment, path, path.parent, prefix="deployment")
     return Case(spec, dep, path)
 
@@ -91,18 +137,72 @@ def find_cases(names: list[str] | None = None) -> list[Path]:
     return out
 
 
-def predict(dep: Deployment, metric: str) -> float:
-    """A deployment's predicted value of a performance metric."""
+def with_constants(hw: HardwareProfile, values: Mapping[str, float]) -> HardwareProfile:
+    """The profile with constants set by dotted path (``kernel.vector_op_cycles``,
+    ``macs_per_cycle.fp16``)."""
+    if not values:
+        return hw
+    data = hw.model_dump()
+    for path, value in values.items():
+        node = data
+        *parents, last = path.split(".")
+        for part in parents:
+            node = node[part]
+        if last not in node:
+            raise KeyError(path)
+        node[last] = float(value)
+    return HardwareProfile.model_validate(data)
+
+
+def predict(case: Case, values: Mapping[str, float] | None = None) -> float:
+    """The case's predicted metric, with the profile's constants set to ``values``."""
+    target = case.target
+    if values:
+        hw = with_constants(target.hardware, values)
+        target = target.model_copy(update={"hardware": hw})
+    if isinstance(target, KernelSpec):
+        from wsesim.perf.kernels import kernel_cost
+        return float(kernel_cost(target).total)
     from wsesim.run import simulate
-
-    result = simulate(dep, find_min_wafers=False)
+    result = simulate(target, find_min_wafers=False)
     assert result.performance is not None
-    return float(result.performance[metric])
+    return float(result.performance[case.spec.metric])
 
 
-def run_case(case: Case) -> CaseResult:
-    predicted = predict(case.deployment, case.spec.metric)
+def calibration_file(profile: str) -> Path:
+    return validation_dir() / CALIBRATION_DIR / f"{profile}.yaml"
+
+
+def leave_one_out_constants(profile: str) -> dict[str, dict[str, float]]:
+    """Per case, the constants fitted without it (empty if the profile has none)."""
+    path = calibration_file(profile)
+    if not path.is_file():
+        return {}
+    data = read_mapping(path)
+    loo = data.get("leave_one_out") or {}
+    if not isinstance(loo, dict):
+        raise SpecError(path, "leave_one_out", "expected a mapping of case names")
+    return {str(k): dict(v) for k, v in loo.items()}
+
+
+def run_case(case: Case, loo: Mapping[str, float] | None = None) -> CaseResult:
+    """The case's prediction, and with ``loo`` (constants fitted without it) its
+    leave-one-out prediction."""
+    predicted = predict(case)
     measured = case.spec.measured
-    return CaseResult(case.spec.name, case.spec.metric, measured, predicted,
+    return CaseResult(case.name, case.spec.metric, measured, predicted,
                       (predicted - measured) / measured, case.spec.tolerance,
-                      " ".join(case.spec.source.split()))
+                      " ".join(case.spec.source.split()), case.hardware.name,
+                      predict(case, loo) if loo else None)
+
+
+def run_cases(cases: list[Case]) -> list[CaseResult]:
+    """Every case, with its leave-one-out prediction where its profile keeps one."""
+    loo: dict[str, dict[str, dict[str, float]]] = {}
+    out = []
+    for case in cases:
+        profile = case.hardware.name
+        if profile not in loo:
+            loo[profile] = leave_one_out_constants(profile)
+        out.append(run_case(case, loo[profile].get(case.name)))
+    return out

@@ -21,11 +21,16 @@ def dequant_key(fmt: QuantFormat) -> str | None:
 
 @dataclass(frozen=True)
 class PECompute:
-    """One PE's arithmetic: ``rate`` elements per cycle through its SIMD unit, a fixed
-    ``op_cycles`` to issue each vector instruction (a DSD operation)."""
+    """One PE's arithmetic, as WaferLLM's kernels drive it: every vector (DSD)
+    instruction costs ``op_cycles`` to issue and then streams its ``n`` elements at
+    ``rate`` per cycle; an instruction that uses the previous one's result (the next
+    multiply-accumulate into the same output, say) cannot finish sooner than
+    ``latency`` cycles after it, so a short instruction costs ``op_cycles + latency``
+    whatever its length and a long one ``op_cycles + n / rate``."""
 
     rate: float
     op_cycles: float
+    latency: float
     elementwise: dict[str, float]
     dequant_ops: dict[str, float]
 
@@ -33,14 +38,25 @@ class PECompute:
     def of(cls, hw: HardwareProfile, activations: QuantFormat) -> "PECompute":
         dtype = "fp32" if activations.bits == 32 else activations.float16
         rate = hw.macs_per_cycle.get(dtype, hw.macs_per_cycle["fp16"])
-        return cls(rate, hw.kernel.vector_op_cycles, dict(hw.kernel.elementwise_ops),
-                   dict(hw.kernel.dequant_ops_per_weight))
+        k = hw.kernel
+        return cls(rate, k.vector_op_cycles, k.vector_latency_cycles,
+                   dict(k.elementwise_ops), dict(k.dequant_ops_per_weight))
+
+    def _streams(self, length: Num) -> np.ndarray:
+        """Cycles one instruction over ``length`` elements holds the pipeline."""
+        length = np.asarray(length, dtype=float)
+        return np.where(length > 0, np.maximum(self.latency, length / self.rate), 0.0)
+
+    def instructions(self, count: Num, length: Num) -> Cost:
+        """``count`` dependent vector instructions over ``length`` elements each."""
+        count = np.asarray(count, dtype=float)
+        busy = (count > 0) & (np.asarray(length) > 0)
+        return Cost(compute=count * self._streams(length),
+                    overhead=np.where(busy, count * self.op_cycles, 0.0))
 
     def vector(self, elements: Num, ops: float = 1.0) -> Cost:
         """``ops`` vector instructions over ``elements`` values each."""
-        busy = np.asarray(elements) > 0
-        return Cost(compute=ops * np.asarray(elements) / self.rate,
-                    overhead=np.where(busy, ops * self.op_cycles, 0.0))
+        return self.instructions(ops, elements)
 
     def elementwise_op(self, name: str, elements: Num) -> Cost:
         """A function built from vector instructions (exp, silu, rsqrt, rope)."""
@@ -48,18 +64,16 @@ class PECompute:
 
     def gemv(self, inputs: Num, outputs: Num) -> Cost:
         """Local block of a matrix-vector product, as WaferLLM's kernel runs it: one
-        multiply-accumulate vector instruction over the outputs per input element."""
+        multiply-accumulate instruction over the outputs per input element, each
+        accumulating into the same outputs (dependent)."""
         inputs = np.asarray(inputs)
-        busy = (inputs > 0) & (np.asarray(outputs) > 0)
-        return Cost(compute=inputs * outputs / self.rate,
-                    overhead=np.where(busy, inputs * self.op_cycles, 0.0))
+        return self.instructions(np.where(np.asarray(outputs) > 0, inputs, 0), outputs)
 
     def gemm(self, rows: Num, inputs: Num, outputs: Num) -> Cost:
         """Local tile of a matrix-matrix product (MeshGEMM): one multiply-accumulate
         instruction over the tile's ``rows`` per (input, output) pair."""
         pairs = np.asarray(inputs) * np.asarray(outputs)
-        return Cost(compute=pairs * np.asarray(rows) / self.rate,
-                    overhead=np.where(np.asarray(rows) > 0, pairs * self.op_cycles, 0.0))
+        return self.instructions(np.where(np.asarray(rows) > 0, pairs, 0), rows)
 
     def dequant(self, fmt: QuantFormat, weights: Num) -> Cost:
         """Turning ``weights`` stored values into the arithmetic type before use."""

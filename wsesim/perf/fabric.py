@@ -2,10 +2,15 @@
 
 A message is a train of 32-bit wavelets, one per cycle per link. Its head pays
 ``hop_latency`` per router and ``ramp_latency`` to leave and to enter a PE; a PE that
-receives, adds its own contribution and forwards (a chain stage) adds ``add_cycles``.
-Every synchronized phase of a collective (a chain, a broadcast, a shift) pays the kernel
-profile's ``comm_step_cycles`` once. These follow the reduce model of "Near-Optimal
-Wafer-Scale Reduce" (HPDC 2024): T = max(compute, E/N + L) + (2 T_R + 1) D.
+receives, adds its own contribution and forwards (a chain stage) adds the kernel
+profile's ``receive_add_forward_cycles`` beyond its two ramps. Every fabric operation a
+kernel calls (an allreduce, a broadcast, a transfer) pays ``fabric_call_cycles`` once
+(DSD and queue setup, the first and last wavelets' hand-off); the SDK's collectives
+library, which the ``chain`` allreduce stands for, pays ``library_call_cycles`` per call.
+These follow the reduce model of "Near-Optimal Wafer-Scale Reduce" (HPDC 2024):
+T = max(compute, E/N + L) + (2 T_R + 1) D, with the per-hop ``+1`` measured on WSE-3 as
+a receive-add-forward stage of about 10 cycles (a GEMV's chain allreduce grows by 14.7
+cycles per PE: that stage, its hop and the broadcast's hop back).
 """
 from __future__ import annotations
 
@@ -28,16 +33,19 @@ class Fabric:
     hop: float
     ramp: float
     turn: float
-    add: float
+    add: float              # receive-add-forward of a chain stage, beyond its two ramps
     link_bytes: float
-    step: float
+    call: float             # fixed cost of one fabric operation a kernel calls
+    library_call: float     # the same for one call of the SDK's collectives library
     interwafer_bytes_per_cycle: float
     interwafer_latency_cycles: float
 
     @classmethod
     def of(cls, hw: HardwareProfile) -> "Fabric":
+        k = hw.kernel
         return cls(hw.hop_latency_cycles, hw.ramp_latency_cycles, hw.turn_latency_cycles,
-                   hw.kernel.add_cycles, hw.link_bytes_per_cycle, hw.kernel.comm_step_cycles,
+                   k.receive_add_forward_cycles, hw.link_bytes_per_cycle,
+                   k.fabric_call_cycles, k.library_call_cycles,
                    hw.interwafer_bytes_per_s / hw.clock_hz,
                    hw.interwafer_latency_s * hw.clock_hz)
 
@@ -52,20 +60,21 @@ class Fabric:
         busy = np.asarray(depth) > 0
         return Cost(latency=depth * stage,
                     bandwidth=np.where(busy, self.wavelets(elements, element_bytes), 0.0),
-                    overhead=np.where(busy, self.step, 0.0))
+                    overhead=np.where(busy, self.call, 0.0))
 
     def broadcast(self, distance: Num, elements: Num, element_bytes: float) -> Cost:
         """Router multicast from one PE to every PE within ``distance`` hops of a line."""
         busy = np.asarray(distance) > 0
         return Cost(latency=np.where(busy, distance * self.hop + 2 * self.ramp, 0.0),
                     bandwidth=np.where(busy, self.wavelets(elements, element_bytes), 0.0),
-                    overhead=np.where(busy, self.step, 0.0))
+                    overhead=np.where(busy, self.call, 0.0))
 
     def meet(self, a_stages: int, a_hops: int, b_stages: int, b_hops: int,
              elements: Num, element_bytes: float) -> Cost:
         """Two pipelined chains, ``a_stages`` receive-add-forward stages over ``a_hops``
         hops from one side and ``b_stages`` over ``b_hops`` from the other, ending in one
-        root PE. A PE takes one wavelet per cycle off the fabric (its down-ramp is a
+        root PE (one phase of a collective: the call's fixed cost is the caller's). A PE
+        takes one wavelet per cycle off the fabric (its down-ramp is a
         router port like the others, and the kernels add the two sides with one
         instruction each), so the root receives the second train after the first: it
         finishes at max(second head, first head + W) + W, not at the later head + W."""
@@ -76,29 +85,33 @@ class Fabric:
         if not sides:
             return Cost()
         if len(sides) == 1:
-            return Cost(latency=sides[0], bandwidth=w, overhead=self.step)
+            return Cost(latency=sides[0], bandwidth=w)
         first, second = min(sides), max(sides)
-        return Cost(latency=second, bandwidth=w + np.maximum(0.0, first + w - second),
-                    overhead=self.step)
+        return Cost(latency=second, bandwidth=w + np.maximum(0.0, first + w - second))
 
     def allreduce(self, n: int, elements: Num, element_bytes: float,
                   algorithm: str = "two-level", groups: int | None = None) -> Cost:
         """Every one of ``n`` PEs on a line ends with the sum of their vectors.
 
-        chain: chains from both ends into the middle PE (index (n-1)//2), then a
-        broadcast back. two-level (WaferLLM): contiguous groups of ceil(n / groups) PEs,
-        chains into the middle of each group, chains over the group roots into the
-        middle group's root, a broadcast back from there over the whole line. tree: each
-        half of the line reduces by a binomial tree into its PE next to the middle
-        (levels 1, 2, 4, ... hops apart), the right half's root then sends to the left
-        half's (one hop), a broadcast back. ``groups`` None picks the fastest group
-        count. The PE-level simulation (``wsesim.sim.pe``) runs exactly these kernels.
+        two-level (WaferLLM's K-tree with K = 2): contiguous groups of ceil(n / groups)
+        PEs, chains into the middle of each group, chains over the group roots into the
+        middle group's root, a broadcast back from there over the whole line; one fabric
+        call. tree: each half of the line reduces by a binomial tree into its PE next to
+        the middle (levels 1, 2, 4, ... hops apart), the right half's root then sends to
+        the left half's (one hop), a broadcast back; one fabric call. chain (the Cerebras
+        SDK's collectives library, as its GEMV examples use it): one pipelined chain from
+        the first PE to the last, then a broadcast back from the last over the whole
+        line, two library calls, in fp32 (the library reduces fp32 only). ``groups`` None
+        picks the fastest group count. The PE-level simulation (``wsesim.sim.pe``) runs
+        exactly these kernels.
         """
         if n <= 1:
             return Cost()
         if algorithm == "chain":
-            groups = 1
-            algorithm = "two-level"
+            wide = max(element_bytes, 4.0)
+            reduce = self.meet(n - 1, n - 1, 0, 0, elements, wide)
+            back = self.broadcast(n - 1, elements, wide)
+            return reduce + back + Cost(overhead=2 * self.library_call - back.overhead)
         if algorithm == "tree":
             m = (n - 1) // 2
             root = self._binomial(m + 1, elements, element_bytes)
@@ -128,14 +141,11 @@ class Fabric:
 
     def _receive(self, own: Cost, partner: Cost, hops: int, elements: Num,
                   element_bytes: float) -> Cost:
-        """One tree level: a PE done with ``own`` takes a phase, then adds the vector of a
-        partner ``hops`` away that was done with ``partner`` and then took its phase:
-        the train's head must be there (and the PE ready) before its W wavelets
-        stream in."""
-        ready = own + Cost(overhead=self.step)
-        head = partner + Cost(overhead=self.step,
-                              latency=hops * self.hop + 2 * self.ramp + self.add)
-        return later(ready, head) + Cost(bandwidth=self.wavelets(elements, element_bytes))
+        """One tree level: a PE done with ``own`` adds the vector of a partner ``hops``
+        away that was done with ``partner``: the train's head must be there (and the PE
+        ready) before its W wavelets stream in."""
+        head = partner + Cost(latency=hops * self.hop + 2 * self.ramp + self.add)
+        return later(own, head) + Cost(bandwidth=self.wavelets(elements, element_bytes))
 
     def _binomial(self, size: int, elements: Num, element_bytes: float) -> Cost:
         """A binomial tree reducing ``size`` PEs of a line into its end PE (level l:
@@ -183,7 +193,7 @@ class Fabric:
                  ) -> Cost:
         """A vector sent ``hops`` hops (with ``turns`` turns) from one PE to another."""
         return Cost(latency=hops * self.hop + turns * self.turn + 2 * self.ramp,
-                    bandwidth=self.wavelets(elements, element_bytes), overhead=self.step)
+                    bandwidth=self.wavelets(elements, element_bytes), overhead=self.call)
 
     def interwafer_occupancy(self, nbytes: Num) -> Num:
         """Cycles the link between two wafers is busy carrying ``nbytes``."""

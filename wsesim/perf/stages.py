@@ -22,7 +22,7 @@ from wsesim.perf.compute import PECompute
 from wsesim.perf.cost import Cost, Num, cheapest, later, total_of
 from wsesim.perf.fabric import Fabric
 from wsesim.quant import QuantFormat
-from wsesim.specs import Deployment
+from wsesim.specs import Deployment, HardwareProfile
 
 
 @dataclass(frozen=True)
@@ -37,14 +37,28 @@ class Kernels:
     attention_heads: int
     strategy: str
     prompt_tokens: int
+    mesh_step: float = 0.0      # MeshGEMM: hand-off between two Cannon steps
+    route_switch: float = 0.0   # re-routing a region's reductions to its other axis
 
     @classmethod
     def of(cls, dep: Deployment) -> "Kernels":
         hw, q = dep.hardware, dep.quantization
-        return cls(Fabric.of(hw), PECompute.of(hw, q.activations), q.activations.bits / 8,
-                   dep.mapping.allreduce, dep.mapping.allreduce_groups,
-                   dep.model.num_attention_heads, dep.mapping.strategy,
-                   dep.workload.prompt_tokens)
+        return cls.for_hardware(hw, q.activations, dep.mapping.allreduce,
+                                dep.mapping.allreduce_groups,
+                                dep.model.num_attention_heads, dep.mapping.strategy,
+                                dep.workload.prompt_tokens)
+
+    @classmethod
+    def for_hardware(cls, hw: HardwareProfile, activations: QuantFormat,
+                     algorithm: str = "auto", groups: int | None = None,
+                     attention_heads: int = 1, strategy: str = "sequential",
+                     prompt_tokens: int = 1) -> "Kernels":
+        """The kernels of one hardware profile, outside any deployment (a kernel
+        measurement, a single operation)."""
+        k = hw.kernel
+        return cls(Fabric.of(hw), PECompute.of(hw, activations), activations.bits / 8,
+                   algorithm, groups, attention_heads, strategy, prompt_tokens,
+                   k.mesh_step_cycles, k.route_switch_cycles)
 
     def allreduce(self, n: int, elements: Num) -> Cost:
         return self.fabric.best_allreduce(n, elements, self.act_bytes, self.algorithm,
@@ -72,6 +86,22 @@ def local_products(pe: PECompute, tokens: Num, k: Num, n: Num,
     first kernel, once per token for the second."""
     dq = Cost() if fmt is None else pe.dequant(fmt, k * n)
     return cheapest(pe.gemm(tokens, k, n) + dq, (pe.gemv(k, n) + dq) * tokens)
+
+
+def route_switches(kn: Kernels, lines: list[tuple[str, int]]) -> Cost:
+    """Re-routing a region's reductions from one axis to the other, as WaferLLM's
+    decode does between allreduces along rows and along columns (its colors are routed
+    for one axis at a time): one switch per change of axis in the stage's cyclic
+    sequence of reductions (``lines``: the axis and the PEs reduced over; a reduction
+    over one PE needs no route)."""
+    used = [axis for axis, n in lines if n > 1]
+    switches = sum(a != b for a, b in zip(used, used[1:] + used[:1]))
+    return Cost(overhead=kn.route_switch * switches)
+
+
+def _axis(tb: TensorBlock) -> str:
+    """The axis of the region a linear's partial sums are reduced along."""
+    return tb.k_axis
 
 
 def _norm(kn: Kernels, hidden_slice: int, reduce_over: int, tokens: Num) -> Cost:
@@ -107,7 +137,8 @@ def attention_cost(kn: Kernels, content: StageContent, rows: int, cols: int,
     qkv = fused(content, ("q_proj", "k_proj", "v_proj"))
     o = find_tensor(content, "o_proj")
     assert o is not None
-    h_r, qkv_n, _ = _largest(qkv, rows, cols)
+    h_r, qkv_n, qkv_over = _largest(qkv, rows, cols)
+    o_over = _largest(o, rows, cols)[2]
     q_cols = int(find_tensor(content, "q_proj").cuts(rows, cols)[2].max())  # type: ignore
     kv_cols = int(find_tensor(content, "k_proj").cuts(rows, cols)[2].max())  # type: ignore
     heads = kn.attention_heads
@@ -135,6 +166,9 @@ def attention_cost(kn: Kernels, content: StageContent, rows: int, cols: int,
         linear(kn, o, rows, cols, tokens),
         _bias(kn, content, "o_proj", h_r, tokens),
         kn.pe.vector(h_r * tokens),                              # residual add
+        route_switches(kn, [("rows", rows), (_axis(qkv), qkv_over),
+                            ("cols", cols_per_head), ("rows", rows), ("rows", rows),
+                            ("rows", rows), (_axis(o), o_over)]),
     ]
     return total_of(parts)
 
@@ -145,9 +179,11 @@ def mlp_cost(kn: Kernels, content: StageContent, rows: int, cols: int,
     gate_up = fused(content, ("gate_proj", "up_proj"))
     down = find_tensor(content, "down_proj")
     assert down is not None
-    h_r, both, _ = _largest(gate_up, rows, cols)
+    h_r, both, gate_up_over = _largest(gate_up, rows, cols)
     f = both // 2 + both % 2
     return total_of([
+        route_switches(kn, [("rows", rows), (_axis(gate_up), gate_up_over),
+                            (_axis(down), _largest(down, rows, cols)[2])]),
         _norm(kn, h_r, rows, tokens),
         linear(kn, gate_up, rows, cols, tokens),
         _bias(kn, content, "gate_proj", both, tokens),
@@ -163,8 +199,9 @@ def lm_head_cost(kn: Kernels, content: StageContent, rows: int, cols: int,
     """Final norm, the vocabulary projection, and the argmax across the vocabulary."""
     head = find_tensor(content, "lm_head")
     assert head is not None
-    h_r, v_c, _ = _largest(head, rows, cols)
+    h_r, v_c, head_over = _largest(head, rows, cols)
     return total_of([
+        route_switches(kn, [("rows", rows), (_axis(head), head_over), ("cols", cols)]),
         _norm(kn, h_r, rows, tokens),
         linear(kn, head, rows, cols, tokens),
         kn.pe.vector(v_c * tokens),                 # local argmax
@@ -194,12 +231,19 @@ def stage_cost(kn: Kernels, content: StageContent, rows: int, cols: int, context
 
 # ---- prefill on a whole square grid: WaferLLM's MeshGEMM ---------------------------
 
+def _shift(kn: Kernels, tile: Num) -> Cost:
+    """A tile's two-hop shift (its head's latency and its wavelets; the step that
+    starts it pays the hand-off)."""
+    shift = kn.fabric.transfer(2, 0, tile, kn.act_bytes)
+    return Cost(latency=shift.latency, bandwidth=shift.bandwidth)
+
+
 def _mesh_step(kn: Kernels, compute: Cost, tile_a: Num, tile_b: Num) -> Cost:
     """One Cannon step: the local tile product overlaps the two-hop shift of both
-    tiles; the step ends when both are done, then pays its synchronization."""
-    shift = kn.fabric.transfer(2, 0, np.maximum(tile_a, tile_b), kn.act_bytes)
-    moving = Cost(latency=shift.latency, bandwidth=shift.bandwidth)  # its phase: below
-    return later(compute, moving) + Cost(overhead=kn.fabric.step)
+    tiles (on different links); the step ends when both are done, then the next step's
+    task is handed off (``mesh_step_cycles``)."""
+    return later(compute, _shift(kn, np.maximum(tile_a, tile_b))) + Cost(
+        overhead=kn.mesh_step)
 
 
 def meshgemm_tiles(rows: int, cols: int, m: int, k: int, n: int
@@ -220,7 +264,7 @@ def meshgemm_cost(kn: Kernels, rows: int, cols: int, m: int, k: int, n: int,
     if tb is not None:
         compute = compute + kn.pe.dequant(tb.fmt, kt * nt)
     step = _mesh_step(kn, compute, mt * kt, kt * nt)
-    skew = kn.fabric.transfer(2, 0, max(mt * kt, kt * nt), kn.act_bytes)
+    skew = _shift(kn, mt * kt) + Cost(overhead=kn.mesh_step)   # the left tiles only
     return step * steps + skew * math.ceil(steps / 2)
 
 
@@ -242,14 +286,16 @@ def attention_prefill_meshgemm(kn: Kernels, content: StageContent, rows: int, co
     mt = math.ceil(tokens / rows)
     hidden_slice = math.ceil(q.tensor.cols / cols)
     d = q.tensor.rows  # all query dims
-    # scores = Q K^T: every step reduces its partial tile along the row to a root that
-    # rotates from step to step, so successive reductions overlap: each step pays the
-    # tile's wavelets and a phase, the chain's latency is paid once
+    # scores = Q K^T: every step multiplies its tiles while K's tile shifts on, then
+    # sends its partial scores into a reduction along the row to a root that rotates
+    # from step to step, so successive reductions overlap: each step pays the tile's
+    # wavelets and a fabric call, the chain's latency is paid once
     context = tokens if context is None else int(context)
     kt, nt = math.ceil(d / steps), math.ceil(context / cols)
     reduce = kn.fabric.chain(math.ceil((cols - 1) / 2), 1, mt * nt, kn.act_bytes)
     per_step = Cost(bandwidth=reduce.bandwidth, overhead=reduce.overhead)
-    scores = (kn.pe.gemm(mt, kt, nt) + per_step) * steps + Cost(latency=reduce.latency)
+    scores = (_mesh_step(kn, kn.pe.gemm(mt, kt, nt) + per_step, 0, kt * nt) * steps
+              + Cost(latency=reduce.latency))
     softmax = total_of([kn.pe.vector(mt * nt, 4), kn.pe.elementwise_op("exp", mt * nt),
                         kn.allreduce(cols, mt), kn.allreduce(cols, mt)])
     return total_of([

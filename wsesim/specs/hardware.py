@@ -21,22 +21,39 @@ ELEMENTWISE_OPS = ("rope", "exp", "rsqrt", "silu")
 DEQUANT_FORMATS = ("int8", "int4", "int4-byte", "w3.5", "w3.5-byte")
 
 
-class KernelProfile(BaseModel):
-    """How the PE programs behave, beyond the raw hardware numbers: fixed costs of
-    instructions and fabric phases, elementwise functions and dequantization work.
+class Calibration(BaseModel):
+    """Which constants of a profile are fitted, and on which validation cases (all
+    jointly: every constant on every case)."""
 
-    ``calibrated`` names, for every constant fitted to a measurement, the validation
-    case it was fitted on; everything else carries its source in the profile's comments.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    constants: list[str] = []   # dotted paths in the profile: kernel.vector_op_cycles
+    cases: list[str] = []       # validation case names
+
+
+class KernelProfile(BaseModel):
+    """How the PE programs behave, beyond the raw hardware numbers: the cost of issuing
+    and chaining vector instructions, of a chain stage, of calling a fabric operation,
+    of re-routing a region's reductions, of a MeshGEMM step; elementwise functions and
+    dequantization work.
+
+    ``calibrated`` names the constants fitted to measurements and the validation cases
+    they were fitted on (``python -m wsesim.calibrate`` fits them jointly); every other
+    number carries its source in the profile's comments.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    vector_op_cycles: NonNegativeFloat       # fixed issue cost of one vector instruction
-    comm_step_cycles: NonNegativeFloat       # fixed cost of one synchronized fabric phase
-    add_cycles: NonNegativeFloat             # receive-add-forward of one wavelet in a chain
+    vector_op_cycles: NonNegativeFloat        # issue of one vector (DSD) instruction
+    vector_latency_cycles: NonNegativeFloat   # least time before a dependent instruction
+    receive_add_forward_cycles: NonNegativeFloat  # a chain stage, beyond its two ramps
+    fabric_call_cycles: NonNegativeFloat      # fixed cost of one fabric operation
+    library_call_cycles: NonNegativeFloat     # one call of the SDK collectives library
+    route_switch_cycles: NonNegativeFloat     # re-routing reductions to the other axis
+    mesh_step_cycles: NonNegativeFloat        # MeshGEMM: hand-off between Cannon steps
     elementwise_ops: dict[str, PositiveFloat]  # vector instructions per element, by function
     dequant_ops_per_weight: dict[str, NonNegativeFloat]  # SIMD ops per weight, by format
-    calibrated: dict[str, str] = {}
+    calibrated: Calibration = Calibration()
 
     @model_validator(mode="after")
     def _complete(self) -> "KernelProfile":
