@@ -87,24 +87,27 @@ def _cmd_formats(args: argparse.Namespace) -> int:
 def _cmd_validate(args: argparse.Namespace) -> int:
     import json
 
-    from wsesim.validate import find_cases, load_case, run_case
+    from wsesim.validate import find_cases, load_case, run_cases
 
-    results = [run_case(load_case(p)) for p in find_cases(args.cases)]
+    results = run_cases([load_case(p) for p in find_cases(args.cases)])
     if args.format == "json":
         print(json.dumps([r.to_dict() for r in results], indent=2))
     else:
         from rich.console import Console
         from rich.table import Table
 
-        table = Table(title="Predictions against published measurements",
-                      title_justify="left")
-        for col in ("case", "metric", "measured", "predicted", "error", ""):
+        table = Table(title="Predictions against measurements on real wafers "
+                      "(error: with the profile's fitted constants; leave-one-out: with "
+                      "constants fitted without that case)", title_justify="left")
+        for col in ("case", "metric", "measured", "predicted", "error", "leave-one-out",
+                    ""):
             table.add_column(col, justify="left" if col in ("case", "metric") else "right")
         for r in results:
+            loo = "" if r.loo_error is None else f"{r.loo_error:+.1%}"
             table.add_row(r.name, r.metric, f"{r.measured:.4g}", f"{r.predicted:.4g}",
-                          f"{r.error:+.1%}", "ok" if r.passed else
+                          f"{r.error:+.1%}", loo, "ok" if r.passed else
                           f"OFF (> {r.tolerance:.0%})")
-        Console(width=110).print(table)
+        Console(width=120).print(table)
         for r in results:
             print(f"{r.name}: {r.source}")
     failed = [r.name for r in results if not r.passed]
