@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +29,9 @@ from wsesim.quant import preset
 from wsesim.run import simulate
 from wsesim.sim.tile import run_tile
 
-# hop 1, ramp 2, no turn cost, add 1, 4-byte wavelets, 10 cycles per fabric phase
-FAB = Fabric(hop=1, ramp=2, turn=0, add=1, link_bytes=4, step=10,
+# hop 1, ramp 2, no turn cost, add 1, 4-byte wavelets, 10 cycles per fabric call, 100 per
+# call of the SDK's collectives library
+FAB = Fabric(hop=1, ramp=2, turn=0, add=1, link_bytes=4, call=10, library_call=100,
              interwafer_bytes_per_cycle=100, interwafer_latency_cycles=1000)
 
 
@@ -47,27 +49,33 @@ def test_broadcast_by_hand():
 
 
 def test_allreduce_chain_by_hand():
-    # 7 PEs: two 3-stage chains meet in the middle PE, which takes one side's 2 wavelets
-    # after the other's (a PE takes one wavelet per cycle off the fabric); a 3-hop
-    # broadcast back
-    assert total(FAB.allreduce(7, 4, 2, "chain")) == (18 + 2 + 2 + 10) + (3 + 4 + 2 + 10)
+    # the SDK library's chain: 6 receive-add-forward stages from PE 0 to PE 6 (each 1 hop,
+    # 2 ramps, 1 add), then a broadcast back over 6 hops; fp32, so 4 values are 4
+    # wavelets; two library calls and no other fixed cost
+    assert total(FAB.allreduce(7, 4, 2, "chain")) == (6 * 6 + 4) + (6 + 4 + 4) + 2 * 100
 
 
 def test_allreduce_two_level_by_hand():
     # 20 PEs in 4 groups of 5 (roots 2, 7, 12, 17): 2-stage chains from both sides into
     # each root; a chain over the roots into root 7 (one step from the left, two of 5
-    # hops from the right); a broadcast from PE 7 to PE 19, 12 hops away
-    within = 2 * 6 + 2 + 2 + 10
-    across = 2 * (5 + 4 + 1) + 2 + 10
-    back = 12 + 4 + 2 + 10
-    assert total(FAB.allreduce(20, 4, 2, "two-level", 4)) == within + across + back
+    # hops from the right); a broadcast from PE 7 to PE 19, 12 hops away; one call
+    within = 2 * 6 + 2 + 2
+    across = 2 * (5 + 4 + 1) + 2
+    back = 12 + 4 + 2
+    assert total(FAB.allreduce(20, 4, 2, "two-level", 4)) == within + across + back + 10
 
 
 def test_allreduce_tree_by_hand():
     # 8 PEs: each half of 4 reduces into its inner end (levels 1 and 2 hops apart), the
-    # right root sends to the left one (1 hop), which broadcasts 4 hops back
-    up = (6 + 2 + 10) + (7 + 2 + 10) + (6 + 2 + 10)
-    assert total(FAB.allreduce(8, 4, 2, "tree")) == up + (4 + 4 + 2 + 10)
+    # right root sends to the left one (1 hop), which broadcasts 4 hops back; one call
+    up = (6 + 2) + (7 + 2) + (6 + 2)
+    assert total(FAB.allreduce(8, 4, 2, "tree")) == up + (4 + 4 + 2) + 10
+
+
+@given(n=st.integers(2, 300), groups=st.integers(1, 40), elements=st.integers(1, 500))
+def test_a_two_level_allreduce_pays_one_fabric_call(n, groups, elements):
+    """Whatever its group count: one call, every other cycle a physical cause."""
+    assert float(FAB.allreduce(n, elements, 2, "two-level", groups).overhead) == 10
 
 
 def test_allreduce_of_one_pe_is_free():
@@ -75,17 +83,22 @@ def test_allreduce_of_one_pe_is_free():
 
 
 def test_pe_compute_by_hand():
-    pe = PECompute(rate=4, op_cycles=3, elementwise={"exp": 6},
+    # 4 multiply-accumulates per cycle, 3 cycles to issue, a dependent instruction done no
+    # sooner than 5 cycles after the previous
+    pe = PECompute(rate=4, op_cycles=3, latency=5, elementwise={"exp": 6},
                    dequant_ops={"int4": 4, "w3.5": 6})
-    assert total(pe.vector(10, 2)) == 2 * 10 / 4 + 2 * 3
-    assert total(pe.gemv(5, 8)) == 5 * 8 / 4 + 5 * 3      # one instruction per input
-    assert total(pe.gemm(6, 5, 8)) == 6 * 5 * 8 / 4 + 5 * 8 * 3
+    assert total(pe.vector(40, 2)) == 2 * (3 + 40 / 4)        # long: streams
+    assert total(pe.vector(8, 2)) == 2 * (3 + 5)              # short: waits its latency
+    assert total(pe.gemv(5, 8)) == 5 * (3 + 5)                # one instruction per input
+    assert total(pe.gemv(5, 80)) == 5 * (3 + 80 / 4)
+    assert total(pe.gemm(6, 5, 8)) == 5 * 8 * (3 + 5)         # one per (input, output)
+    assert total(pe.gemm(60, 5, 8)) == 5 * 8 * (3 + 60 / 4)
     assert float(pe.dequant(preset("int4-g128"), 100).dequant) == 100 * 4 / 4
     assert total(pe.dequant(preset("fp16"), 100)) == 0
 
 
 def test_a_weight_block_is_dequantized_each_time_it_is_read():
-    pe = PECompute(rate=4, op_cycles=3, elementwise={}, dequant_ops={"int4": 4})
+    pe = PECompute(rate=4, op_cycles=3, latency=0, elementwise={}, dequant_ops={"int4": 4})
     int4 = preset("int4-g128")
     dq = 2 * 100 * 4 / 4                                  # a 2 x 100 block, once
     # 2 tokens: token by token (2 x (gemv 56 + dequant 200)) beats one gemm (700 + 200)
@@ -98,11 +111,11 @@ def test_a_weight_block_is_dequantized_each_time_it_is_read():
 
 
 def test_a_meshgemm_step_waits_for_the_slower_of_its_product_and_its_shift():
-    kn = Kernels.of(deployment())   # hop 1, ramp 2, 4-byte links, phase 200, fp16
+    kn = Kernels.of(deployment())   # hop 1, ramp 2, 4-byte links, step hand-off 100, fp16
     shift = 2 * 1 + 2 * 2 + 50 * 2 / 4                    # 2 hops, 2 ramps, 25 wavelets
     for compute in (10, 100, 250):
         step = _mesh_step(kn, Cost(compute=compute), 50, 50)
-        assert total(step) == max(compute, shift) + 200
+        assert total(step) == max(compute, shift) + 100
 
 
 def test_a_decode_layer_runs_ten_allreduces(monkeypatch):
@@ -190,17 +203,25 @@ def test_the_simulation_never_beats_the_closed_form(dep):
 
 
 def test_pipeline_throughput_rises_with_batch_until_saturation():
-    rates = []
+    rates, layouts = [], []
     for batch in (1, 2, 4, 8, 32):
-        dep = deployment(model=tiny_model(num_hidden_layers=4),
+        # one KV head: the KV cache stays small next to the weights
+        dep = deployment(model=tiny_model(num_hidden_layers=4, hidden_size=512,
+                                          intermediate_size=1024, num_attention_heads=8,
+                                          num_key_value_heads=1),
                          hardware=tiny_hardware(rows=32, cols=32),
                          mapping={"strategy": "pipeline"},
                          workload={"batch_size": batch, "prompt_tokens": 8,
-                                   "output_tokens": 150})
-        rates.append(simulate(dep, find_min_wafers=False).performance)
+                                   "output_tokens": 100})
+        result = simulate(dep, find_min_wafers=False)
+        rates.append(result.performance)
+        layouts.append([s.region for s in result.plan.stages])
     tps = [p["tokens_per_s"] for p in rates]
-    # more sequences never cost throughput (beyond the longer fill of a fuller pipeline)
+    # more sequences never cost throughput (beyond the longer fill of a fuller pipeline);
+    # here on the same regions at batch 1, 2 and 4 (a larger KV cache may reshape them:
+    # the layout follows bytes, and each stage's pace with it)
     assert all(b >= a * 0.97 for a, b in zip(tps, tps[1:]))
+    assert layouts[0] == layouts[1] == layouts[2]
     assert tps[2] > 3 * tps[0]                           # ~linear while filling
     ceiling = rates[-1]["closed_form"]["max_tokens_per_s"]
     assert tps[-1] <= ceiling * (1 + 1e-9) and tps[-1] > 0.8 * ceiling   # saturates
@@ -287,12 +308,15 @@ def test_the_trace_keeps_the_simulated_token_times():
 def test_every_published_case_is_within_its_tolerance(capsys):
     assert main(["validate", "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert len(rows) == 7
+    shipped = list(Path("validation").glob("*.yaml"))
+    assert len(rows) == len(shipped) >= 32
     for row in rows:
-        assert {"name", "metric", "measured", "predicted", "error"} <= set(row)
+        assert {"name", "metric", "measured", "predicted", "error", "loo_error"} <= set(row)
         assert row["error"] == pytest.approx((row["predicted"] - row["measured"])
                                              / row["measured"])
-        assert abs(row["error"]) <= 0.15
+        # the issue's bar: every kernel within 15%, every end-to-end case within 10%
+        assert abs(row["error"]) <= (0.15 if row["metric"] == "cycles" else 0.10)
+        assert row["loo_error"] is not None     # every shipped case has a held-out fit
 
 
 def test_validate_fails_on_a_case_that_is_off(tmp_path, capsys):
@@ -311,16 +335,22 @@ def test_validate_unknown_case_is_one_line(capsys):
 
 def test_mlp_stage_by_hand():
     """hidden 8, MLP 16 on a 2 x 2 region, chain allreduces, the FAB numbers above and a
-    PE of 4 lanes with 3 cycles per instruction."""
+    PE of 4 lanes with 3 cycles per instruction and no dependent latency. A chain
+    allreduce over 2 PEs: one stage (1 hop, 2 ramps, 1 add), W fp32 wavelets in, a 1-hop
+    broadcast back (1 hop, 2 ramps), W out, two library calls: 211 + 2 W."""
     dep = deployment(model=tiny_model(hidden_size=8, intermediate_size=16,
                                       num_attention_heads=2, num_key_value_heads=2))
     content = next(s for s in make_plan(dep, 1).stages if s.part == "mlp").content
-    pe = PECompute(rate=4, op_cycles=3, elementwise={"rsqrt": 6, "silu": 10}, dequant_ops={})
+    pe = PECompute(rate=4, op_cycles=3, latency=0, elementwise={"rsqrt": 6, "silu": 10},
+                   dequant_ops={})
     kn = Kernels(FAB, pe, act_bytes=2, algorithm="chain", groups=None, attention_heads=2,
                  strategy="pipeline", prompt_tokens=1)
-    norm = 8 + (17 + 16) + 19.5 + 8          # squares+sum, allreduce of 1 value, rsqrt, scale
-    gate_up = (64 / 4 + 4 * 3) + (24 + 23)   # 4 inputs x 16 outputs, allreduce of 16
+    norm = 8 + (211 + 2) + 19.5 + 8         # squares+sum, allreduce of 1 value, rsqrt, scale
+    gate_up = (64 / 4 + 4 * 3) + (211 + 32)  # 4 inputs x 16 outputs, allreduce of 16
     silu = (10 * 8 / 4 + 10 * 3) + (8 / 4 + 3)
-    down = (32 / 4 + 8 * 3) + (18 + 17)      # 8 inputs x 4 outputs, allreduce of 4
+    down = (32 / 4 + 8 * 3) + (211 + 8)      # 8 inputs x 4 outputs, allreduce of 4
     residual = 4 / 4 + 3
     assert total(mlp_cost(kn, content, 2, 2)) == norm + gate_up + silu + down + residual
+    # the MLP's reductions run along rows, rows, then columns: one switch each way
+    switched = replace(kn, route_switch=50)
+    assert total(mlp_cost(switched, content, 2, 2)) == total(mlp_cost(kn, content, 2, 2)) + 100
