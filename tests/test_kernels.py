@@ -206,3 +206,15 @@ def test_validate_shows_the_leave_one_out_error(capsys):
     fitted = predict(load_case(case))
     assert held_out != fitted and math.isfinite(held_out)
     assert np.isclose(held_out, predict(load_case(case), loo))
+
+
+def test_the_readme_validation_table_is_current():
+    """README's table is what docs/validation_table.py prints today."""
+    import subprocess
+    import sys
+    readme = Path("README.md").read_text(encoding="utf-8")
+    start = readme.index("<!-- validation table")
+    shown = readme[readme.index("\n", start) + 1:readme.index("<!-- end of validation")]
+    now = subprocess.run([sys.executable, "docs/validation_table.py"], capture_output=True,
+                         text=True, check=True).stdout
+    assert shown.strip() == now.strip()
