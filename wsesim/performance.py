@@ -32,8 +32,8 @@ def bottleneck(model: PerformanceModel, batch: int) -> str:
     path = model.token_path()
     path_cycles = float(path.total)
     name, cost, occupancy = model.slowest_element()
-    saturated = batch * occupancy >= path_cycles and model.plan.deployment.mapping.strategy \
-        == "pipeline" and batch > 1
+    servers = sum(not e.delay_is_latency for seg in model.segments for e in seg.elements)
+    saturated = batch * occupancy >= path_cycles and servers > 1 and batch > 1
     if saturated:
         if name == "inter-wafer link":
             return ("inter-wafer link: the pipeline is full and the link between wafers is "

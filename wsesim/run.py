@@ -178,7 +178,7 @@ def simulate(dep: Deployment, with_performance: bool = True,
                            m.head_size, m.vocab_size, m.source),
         hardware=HardwareSummary(hw.name, list(dep.grid_shape), hw.pe_sram_bytes,
                                  hw.runtime_reserve_bytes, hw.clock_hz),
-        wafers=wafers, strategy=dep.mapping.strategy,
+        wafers=wafers, strategy=plan.strategy,
         quantization={k: getattr(q, k).describe() for k in
                       ("weights", "embeddings", "kv_cache", "activations")},
         workload={"batch_size": wl.batch_size, "prompt_tokens": wl.prompt_tokens,

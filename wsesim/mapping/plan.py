@@ -1,10 +1,13 @@
 """The plan: which stages (a layer's attention or MLP, the embeddings, the LM head) live
 on which wafer, on which rectangle of PEs, and how each tensor is cut into PE blocks.
 
-``pipeline``: contiguous layer ranges per wafer (embeddings on the first, final norm and
-LM head on the last), balanced by bytes; on each wafer every stage owns a region whose
-area follows its bytes. ``sequential``: the same layer ranges per wafer, but every stage
-spans the whole used grid and stages run one after another.
+Layers go to wafers in contiguous ranges (embeddings on the first, final norm and LM
+head on the last). On each wafer the stages are cut into contiguous blocks, one region
+per block, whose area follows its bytes; the stages of a block share its region and run
+one after another on it. ``pipeline``: one block per stage; ``sequential``: one block
+per wafer, its region the whole used grid; ``grouped``: ``regions_per_wafer`` blocks.
+Ranges and blocks are balanced by bytes (the fullest as light as can be) or by time
+(the slowest as quick as can be).
 """
 from __future__ import annotations
 
@@ -149,6 +152,11 @@ class Plan:
     deployment: Deployment
     wafers: tuple[WaferPlan, ...]
     notes: tuple[str, ...] = ()
+    choice: "Choice | None" = None
+
+    @property
+    def strategy(self) -> str:
+        return self.choice.strategy if self.choice else self.deployment.mapping.strategy
 
     @property
     def stages(self) -> list[Stage]:
@@ -214,31 +222,89 @@ def max_wafers(dep: Deployment) -> int:
     return dep.model.num_hidden_layers + 2
 
 
-def make_plan(dep: Deployment, wafers: int) -> Plan:
-    """Place every stage of ``dep`` on ``wafers`` wafers (every layer exactly once)."""
+@dataclass(frozen=True)
+class Choice:
+    """The mapping decisions a plan is made with: the strategy, the regions per wafer
+    (grouped), and what ranges and blocks are balanced by."""
+
+    strategy: Literal["pipeline", "sequential", "grouped"] = "pipeline"
+    regions_per_wafer: int | None = None
+    balance: Literal["bytes", "time"] = "bytes"
+
+    @classmethod
+    def of(cls, dep: Deployment) -> "Choice":
+        """The choice a deployment asks for (``auto`` is the search's to make)."""
+        m = dep.mapping
+        strategy = "pipeline" if m.strategy == "auto" else m.strategy
+        return cls(strategy, m.regions_per_wafer, m.balance)
+
+    def blocks_on(self, stages: int) -> int:
+        """Blocks (regions) for a wafer of ``stages`` stages."""
+        if self.strategy == "sequential":
+            return 1
+        if self.strategy == "pipeline":
+            return stages
+        return max(1, min(stages, self.regions_per_wafer or 1))
+
+    def describe(self) -> str:
+        if self.strategy == "grouped":
+            return f"grouped, {self.regions_per_wafer} regions per wafer"
+        return self.strategy
+
+
+def _layout(stages: list[Stage], blocks: list[range], rows: int, cols: int
+            ) -> list[Region]:
+    """One region per block (the whole grid for one block), area ~ the block's bytes,
+    the band layout whose fullest PE is smallest."""
+    if len(blocks) == 1:
+        return [Region(0, 0, 0, rows, cols)]
+    contents = [[stages[i].content for i in b] for b in blocks]
+    try:
+        return layout_regions(
+            [max(sum(c.whole_bytes for c in cs), 1) for cs in contents], rows, cols,
+            score=lambda i, r, c: sum(x.peak_bytes(r, c) for x in contents[i]))
+    except ValueError as exc:
+        raise KeyedError("mapping.grid", f"{exc}: too small a grid for a pipeline of "
+                         "these stages; use more wafers, fewer regions per wafer or "
+                         "strategy: sequential") from None
+
+
+def make_plan(dep: Deployment, wafers: int, choice: Choice | None = None,
+              unit_weights: list[float] | None = None,
+              stage_weights: list[float] | None = None) -> Plan:
+    """Place every stage of ``dep`` on ``wafers`` wafers (every layer exactly once) as
+    ``choice`` says (default: what the deployment asks for). Ranges of units across
+    wafers and blocks of stages across regions balance ``unit_weights`` and
+    ``stage_weights`` (default: the bytes each stores; the time-balanced search passes
+    times)."""
+    choice = choice or Choice.of(dep)
     units, notes = stage_units(dep, wafers)
     if wafers > len(units):
         raise ValueError(f"{wafers} wafers exceed the {len(units)} units that can be split")
-    weights = [sum(s.content.whole_bytes for s in u) for u in units]
+    all_stages = [s for u in units for s in u]
+    if stage_weights is None:
+        stage_weights = [float(s.content.whole_bytes) for s in all_stages]
+    if unit_weights is None:
+        unit_weights, i = [], 0
+        for u in units:
+            unit_weights.append(sum(stage_weights[i:i + len(u)]))
+            i += len(u)
     rows, cols = dep.grid_shape
     wafer_plans = []
-    layouts: dict[tuple[int, ...], list[Region]] = {}  # wafers holding alike stages
-    for w, unit_range in enumerate(partition_contiguous(weights, wafers)):
-        stages = [s for i in unit_range for s in units[i]]
-        if dep.mapping.strategy == "sequential":
-            regions = [Region(w, 0, 0, rows, cols)] * len(stages)
-        else:
-            alike = tuple(id(s.content) for s in stages)
-            if alike not in layouts:
-                try:
-                    layouts[alike] = layout_regions(
-                        [max(s.content.whole_bytes, 1) for s in stages], rows, cols,
-                        score=lambda i, r, c: stages[i].content.peak_bytes(r, c))
-                except ValueError as exc:
-                    raise KeyedError("mapping.grid", f"{exc}: too small a grid for a "
-                                     "pipeline of these stages; use more wafers or "
-                                     "strategy: sequential") from None
-            regions = [dataclasses.replace(r, wafer=w) for r in layouts[alike]]
-        wafer_plans.append(WaferPlan(w, tuple(
-            dataclasses.replace(s, region=r) for s, r in zip(stages, regions))))
-    return Plan(dep, tuple(wafer_plans), tuple(notes))
+    layouts: dict[tuple, list[Region]] = {}  # wafers holding alike stages alike
+    starts = [0]
+    for u in units:
+        starts.append(starts[-1] + len(u))
+    for w, unit_range in enumerate(partition_contiguous(unit_weights, wafers)):
+        lo, hi = starts[unit_range.start], starts[unit_range.stop]
+        stages = all_stages[lo:hi]
+        weights = stage_weights[lo:hi]
+        blocks = partition_contiguous(weights, choice.blocks_on(len(stages)))
+        alike = (tuple(id(s.content) for s in stages), tuple(len(b) for b in blocks))
+        if alike not in layouts:
+            layouts[alike] = _layout(stages, blocks, rows, cols)
+        regions = [dataclasses.replace(r, wafer=w) for r in layouts[alike]]
+        placed = [dataclasses.replace(s, region=regions[b])
+                  for b, block in enumerate(blocks) for s in (stages[i] for i in block)]
+        wafer_plans.append(WaferPlan(w, tuple(placed)))
+    return Plan(dep, tuple(wafer_plans), tuple(notes), choice)

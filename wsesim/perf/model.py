@@ -9,7 +9,7 @@ array over the decode steps; prefill is taken in chunks of prompt tokens.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Protocol
 
@@ -205,67 +205,86 @@ def closed_form_costs(kn: Kernels, stage: Stage, contexts: np.ndarray,
     return dec, stack([per_chunk[k] for k in keys])
 
 
+def region_groups(stages: tuple[Stage, ...]) -> list[list[Stage]]:
+    """Consecutive stages that share a region (one element of the timeline each)."""
+    groups: list[list[Stage]] = []
+    for s in stages:
+        if groups and groups[-1][0].region == s.region:
+            groups[-1].append(s)
+        else:
+            groups.append([s])
+    return groups
+
+
+def _group_name(group: list[Stage], wafer: int, whole_grid: bool) -> str:
+    if len(group) == 1:
+        return group[0].name
+    layers = [s.layer for s in group if s.layer is not None]
+    what = (f"layers {min(layers)}-{max(layers)}" if len(set(layers)) > 1
+            else f"layer {layers[0]}") if layers else f"{len(group)} stages"
+    where = f"wafer {wafer}" if whole_grid else f"a region of wafer {wafer}"
+    return f"{where} ({what}, one after another)"
+
+
 def build_model(plan: Plan, coster: StageCoster = closed_form_costs) -> PerformanceModel:
-    """Service times of every stage and path of ``plan``, for every decode step and
-    prefill chunk of its workload. ``coster`` prices a stage's own work (the closed
-    forms by default; the PE-level fidelity supplies its own)."""
+    """Service times of every region of ``plan`` (its stages one after another) and of
+    the paths between regions, for every decode step and prefill chunk of its workload.
+    ``coster`` prices a stage's own work (the closed forms by default; the PE-level
+    fidelity supplies its own)."""
     dep = plan.deployment
     kn = Kernels.of(dep)
     wl = dep.workload
     hidden = dep.model.hidden_size
-    _, grid_cols = dep.grid_shape
+    rows, grid_cols = dep.grid_shape
     steps = max(wl.output_tokens - 1, 1)
     decode_contexts = wl.prompt_tokens + 1 + np.arange(steps)
+    one_region = all(len(region_groups(wp.stages)) == 1 for wp in plan.wafers)
     chunk = dep.simulation.prefill_chunk_tokens or (
-        wl.prompt_tokens if dep.mapping.strategy == "sequential"
-        else min(wl.prompt_tokens, 128))
+        wl.prompt_tokens if one_region else min(wl.prompt_tokens, 128))
     starts = np.arange(0, wl.prompt_tokens, chunk)
     chunk_tokens = np.minimum(chunk, wl.prompt_tokens - starts)
     chunk_ends = starts + chunk_tokens
     notes = []
-    if dep.mapping.strategy == "sequential" and wl.batch_size > 1:
-        notes.append("sequential: the grid serves one sequence's token at a time "
-                     "(no batched products)")
+    shared = [replace(kn, strategy="sequential"), replace(kn, strategy="pipeline")]
+    if any(len(g) > 1 for wp in plan.wafers for g in region_groups(wp.stages)) \
+            and wl.batch_size > 1:
+        notes.append("a region that holds several stages serves one sequence's token at a "
+                     "time, stage after stage (no batched products)")
 
     cache: dict[tuple, tuple[Cost, Cost]] = {}
 
-    def costs(stage: Stage) -> tuple[Cost, Cost]:
+    def costs(stage: Stage, alone: bool) -> tuple[Cost, Cost]:
+        # a stage alone on its region streams prompt chunks through stationary weights;
+        # stages sharing a region run each chunk by MeshGEMM or token by token
         r = stage.region
-        key = (id(stage.content), r.rows, r.cols)
+        key = (id(stage.content), r.rows, r.cols, alone)
         if key not in cache:
-            cache[key] = coster(kn, stage, decode_contexts, chunk_tokens, chunk_ends)
+            cache[key] = coster(shared[alone], stage, decode_contexts, chunk_tokens,
+                                chunk_ends)
         return cache[key]
 
     segments = []
     stage_decode: list[tuple[Stage, Cost]] = []
     for wp in plan.wafers:
         elements: list[Element] = []
-        if dep.mapping.strategy == "sequential":
-            if wp.wafer > 0:   # from the west edge, where the link lands, into the grid
-                first = wp.stages[0]
+        prev: Region | None = None
+        for group in region_groups(wp.stages):
+            region = group[0].region
+            alone = len(group) == 1
+            priced = [costs(s, alone) for s in group]
+            if prev is not None or wp.wafer > 0:   # the first wafer's first region: none
                 elements.append(Element(
-                    f"path into wafer {wp.wafer}", first,
-                    _path(kn, None, first.region, hidden, 1),
-                    _path(kn, None, first.region, hidden, chunk_tokens),
-                    delay_is_latency=True))
-            stage_decode += [(s, costs(s)[0]) for s in wp.stages]
-            dec = total_of([costs(s)[0] for s in wp.stages])
-            pre = total_of([costs(s)[1] for s in wp.stages])
-            elements.append(Element(f"wafer {wp.wafer} (all its layers, one after "
-                                    "another)", None, dec, pre))
-        else:
-            prev: Region | None = None
-            for s in wp.stages:
-                dec, pre = costs(s)
-                if prev is not None or wp.wafer > 0:
-                    elements.append(Element(
-                        f"path into {s.name}", s,
-                        _path(kn, prev, s.region, hidden, 1),
-                        _path(kn, prev, s.region, hidden, chunk_tokens),
-                        delay_is_latency=True))
-                elements.append(Element(s.name, s, dec, pre))
-                prev = s.region
-            stage_decode += [(e.stage, e.decode) for e in elements if e.stage is not None]
+                    f"path into {group[0].name}" if alone else
+                    f"path into {_group_name(group, wp.wafer, region.pes == rows * grid_cols)}",
+                    group[0], _path(kn, prev, region, hidden, 1),
+                    _path(kn, prev, region, hidden, chunk_tokens), delay_is_latency=True))
+            stage_decode += [(s, c[0]) for s, c in zip(group, priced)]
+            elements.append(Element(
+                group[0].name if alone else
+                _group_name(group, wp.wafer, region.pes == rows * grid_cols),
+                group[0] if alone else None,
+                total_of([c[0] for c in priced]), total_of([c[1] for c in priced])))
+            prev = region
         segments.append(Segment(wp.wafer, elements))
 
     bytes_per_token = hidden * kn.act_bytes

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, PositiveInt, model_validator
+from pydantic import BaseModel, ConfigDict, PositiveFloat, PositiveInt, model_validator
 
 from wsesim.errors import KeyedError
 from wsesim.specs.hardware import HardwareProfile
@@ -43,18 +43,44 @@ class WorkloadSpec(BaseModel):
 
 
 class MappingSpec(BaseModel):
-    """How layers are laid out: ``pipeline`` gives each layer its own region (tokens of
-    different sequences flow through layers like an assembly line); ``sequential`` spreads
-    every layer over the whole grid (or ``grid``) and runs layers one after another."""
+    """How layers are laid out. ``pipeline`` gives each layer's attention and MLP its own
+    region (tokens of different sequences flow through them like an assembly line);
+    ``sequential`` spreads every layer over the whole grid (or ``grid``) and runs layers
+    one after another; ``grouped`` cuts each wafer into ``regions_per_wafer`` regions,
+    each holding a contiguous block of stages spread over the whole region (sequential
+    inside a region, a pipeline of regions); ``auto`` searches these for the best plan
+    that fits, by ``objective``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    strategy: Literal["pipeline", "sequential"] = "pipeline"
+    strategy: Literal["pipeline", "sequential", "grouped", "auto"] = "pipeline"
     grid: tuple[PositiveInt, PositiveInt] | None = None  # [rows, cols] sub-rectangle
+    # grouped: regions on each wafer (1 = sequential; as many as stages = pipeline)
+    regions_per_wafer: PositiveInt | None = None
+    # how layers are split across wafers and regions: equal bytes (the fullest wafer
+    # as light as can be) or equal time (the slowest region as quick as can be)
+    balance: Literal["bytes", "time"] = "bytes"
     # how partial sums are reduced along a row or column of a region: auto takes the
     # fastest; two-level is WaferLLM's (chains in groups, a chain over group roots)
     allreduce: Literal["auto", "chain", "tree", "two-level"] = "auto"
     allreduce_groups: PositiveInt | None = None  # two-level group count (None: fastest)
+    # auto: what the search maximizes (tokens/s per user, or for all users together at
+    # the workload's batch, optionally with a floor on the per-user rate)
+    objective: Literal["tokens_per_s_per_user", "tokens_per_s"] = "tokens_per_s_per_user"
+    min_tokens_per_s_per_user: PositiveFloat | None = None
+
+    @model_validator(mode="after")
+    def _strategy_keys(self) -> "MappingSpec":
+        if self.strategy == "grouped" and self.regions_per_wafer is None:
+            raise KeyedError("mapping.regions_per_wafer", "required with strategy: "
+                             "grouped (how many regions each wafer is cut into)")
+        if self.strategy != "grouped" and self.regions_per_wafer is not None:
+            raise KeyedError("mapping.regions_per_wafer", "only applies to strategy: "
+                             f"grouped, not {self.strategy}")
+        if self.strategy != "auto" and self.min_tokens_per_s_per_user is not None:
+            raise KeyedError("mapping.min_tokens_per_s_per_user", "only applies to "
+                             "strategy: auto (the search's floor)")
+        return self
 
 
 class SimulationSpec(BaseModel):
