@@ -8,15 +8,15 @@ from wsesim.specs import Deployment
 
 def fullest_pe_bounds(plan: Plan) -> tuple[float, float]:
     """Bounds on the fullest PE's bytes, cheap to compute: below, the densest region's
-    mean (its stages' tensors and KV packed whole, over its PEs: cutting never loses a
-    byte); above, the sum over its stages of every tensor's largest block and of the
-    largest buffers."""
+    mean (the bytes its stages' tensors and KV store as cut, groups stored twice
+    included, over its PEs: the fullest PE holds at least the mean); above, the sum
+    over its stages of every tensor's largest block and of the largest buffers."""
     by_region: dict = {}
     for s in plan.stages:
         by_region.setdefault(s.region, []).append(s.content)
     low = high = 0.0
     for r, contents in by_region.items():
-        low = max(low, sum(c.whole_bytes for c in contents) / r.pes)
+        low = max(low, sum(c.stored_bytes_low(r.rows, r.cols) for c in contents) / r.pes)
         high = max(high, sum(c.peak_bytes(r.rows, r.cols) for c in contents))
     reserve = plan.deployment.hardware.runtime_reserve_bytes
     return low + reserve, high + reserve

@@ -106,6 +106,12 @@ class StageContent:
                 self.buffers.bytes_per_pe(self, rows, cols, peak=True).max())
         return self._peaks[key]
 
+    def stored_bytes_low(self, rows: int, cols: int) -> float:
+        """A lower bound on the bytes the region's PEs store for this stage together
+        (tensors and KV as cut, groups stored twice included; buffers left out)."""
+        return sum(t.stored_bytes_low(rows, cols) for t in self.tensors) + (
+            self.kv.stored_bytes_low(rows, cols) if self.kv else 0.0)
+
     def buffer_bytes(self, rows: int, cols: int) -> npt.NDArray[np.int64]:
         """Activation buffer bytes per PE (broadcastable to rows x cols)."""
         return self.buffers.bytes_per_pe(self, rows, cols)
@@ -252,17 +258,23 @@ class Choice:
         return self.strategy
 
 
+@lru_cache(maxsize=1 << 16)
+def _block_peak(contents: tuple[StageContent, ...], rows: int, cols: int) -> int:
+    """An upper bound on the fullest PE of a region holding these stages."""
+    return sum(c.peak_bytes(rows, cols) for c in contents)
+
+
 def _layout(stages: list[Stage], blocks: list[range], rows: int, cols: int
             ) -> list[Region]:
     """One region per block (the whole grid for one block), area ~ the block's bytes,
     the band layout whose fullest PE is smallest."""
     if len(blocks) == 1:
         return [Region(0, 0, 0, rows, cols)]
-    contents = [[stages[i].content for i in b] for b in blocks]
+    contents = [tuple(stages[i].content for i in b) for b in blocks]
     try:
         return layout_regions(
             [max(sum(c.whole_bytes for c in cs), 1) for cs in contents], rows, cols,
-            score=lambda i, r, c: sum(x.peak_bytes(r, c) for x in contents[i]))
+            score=lambda i, r, c: _block_peak(contents[i], r, c))
     except ValueError as exc:
         raise KeyedError("mapping.grid", f"{exc}: too small a grid for a pipeline of "
                          "these stages; use more wafers, fewer regions per wafer or "
@@ -271,14 +283,16 @@ def _layout(stages: list[Stage], blocks: list[range], rows: int, cols: int
 
 def make_plan(dep: Deployment, wafers: int, choice: Choice | None = None,
               unit_weights: list[float] | None = None,
-              stage_weights: list[float] | None = None) -> Plan:
+              stage_weights: list[float] | None = None,
+              units: tuple[list[list[Stage]], list[str]] | None = None) -> Plan:
     """Place every stage of ``dep`` on ``wafers`` wafers (every layer exactly once) as
     ``choice`` says (default: what the deployment asks for). Ranges of units across
     wafers and blocks of stages across regions balance ``unit_weights`` and
     ``stage_weights`` (default: the bytes each stores; the time-balanced search passes
-    times)."""
+    times). ``units``: :func:`stage_units` of the same deployment and wafer count, when
+    the caller already has them (a search makes many plans of one deployment)."""
     choice = choice or Choice.of(dep)
-    units, notes = stage_units(dep, wafers)
+    units, notes = units or stage_units(dep, wafers)
     if wafers > len(units):
         raise ValueError(f"{wafers} wafers exceed the {len(units)} units that can be split")
     all_stages = [s for u in units for s in u]

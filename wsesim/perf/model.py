@@ -226,9 +226,14 @@ def _group_name(group: list[Stage], wafer: int, whole_grid: bool) -> str:
     return f"{where} ({what}, one after another)"
 
 
-def build_model(plan: Plan, coster: StageCoster = closed_form_costs) -> PerformanceModel:
+def build_model(plan: Plan, coster: StageCoster = closed_form_costs,
+                prefill: bool = True, decode_samples: int | None = None
+                ) -> PerformanceModel:
     """Service times of every region of ``plan`` (its stages one after another) and of
-    the paths between regions, for every decode step and prefill chunk of its workload.
+    the paths between regions, for every decode step and prefill chunk of its workload
+    (``prefill=False``: decode only, as a search rating decode rates needs;
+    ``decode_samples``: that many decode steps spread evenly over the output instead of
+    every one, for a quick rating).
     ``coster`` prices a stage's own work (the closed forms by default; the PE-level
     fidelity supplies its own)."""
     dep = plan.deployment
@@ -238,12 +243,17 @@ def build_model(plan: Plan, coster: StageCoster = closed_form_costs) -> Performa
     rows, grid_cols = dep.grid_shape
     steps = max(wl.output_tokens - 1, 1)
     decode_contexts = wl.prompt_tokens + 1 + np.arange(steps)
+    if decode_samples is not None and decode_samples < steps:
+        decode_contexts = np.unique(np.linspace(decode_contexts[0], decode_contexts[-1],
+                                                decode_samples).round().astype(int))
     one_region = all(len(region_groups(wp.stages)) == 1 for wp in plan.wafers)
     chunk = dep.simulation.prefill_chunk_tokens or (
         wl.prompt_tokens if one_region else min(wl.prompt_tokens, 128))
     starts = np.arange(0, wl.prompt_tokens, chunk)
     chunk_tokens = np.minimum(chunk, wl.prompt_tokens - starts)
     chunk_ends = starts + chunk_tokens
+    if not prefill:
+        chunk_tokens, chunk_ends = chunk_tokens[:0], chunk_ends[:0]
     notes = []
     shared = [replace(kn, strategy="sequential"), replace(kn, strategy="pipeline")]
     if any(len(g) > 1 for wp in plan.wafers for g in region_groups(wp.stages)) \
@@ -273,11 +283,13 @@ def build_model(plan: Plan, coster: StageCoster = closed_form_costs) -> Performa
             alone = len(group) == 1
             priced = [costs(s, alone) for s in group]
             if prev is not None or wp.wafer > 0:   # the first wafer's first region: none
-                elements.append(Element(
+                path = Element(
                     f"path into {group[0].name}" if alone else
                     f"path into {_group_name(group, wp.wafer, region.pes == rows * grid_cols)}",
                     group[0], _path(kn, prev, region, hidden, 1),
-                    _path(kn, prev, region, hidden, chunk_tokens), delay_is_latency=True))
+                    _path(kn, prev, region, hidden, chunk_tokens), delay_is_latency=True)
+                elements.append(path)
+                stage_decode.append((group[0], path.decode))
             stage_decode += [(s, c[0]) for s, c in zip(group, priced)]
             elements.append(Element(
                 group[0].name if alone else
