@@ -42,6 +42,48 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_plan(args: argparse.Namespace) -> int:
+    import json
+
+    from wsesim.planner.table import plan_rows, wafer_range
+    from wsesim.specs import load_deployment
+
+    dep = load_deployment(args.file)
+    if args.objective:
+        dep = dep.model_copy(update={"mapping": dep.mapping.model_copy(
+            update={"objective": args.objective})})
+    with located(args.file):
+        rows = plan_rows(dep, wafer_range(args.wafers, dep))
+    if args.format == "json":
+        import wsesim
+        print(json.dumps({"wsesim_version": wsesim.__version__, "plans": rows}, indent=2))
+    else:
+        from rich.console import Console
+        from rich.table import Table
+        from rich.text import Text
+
+        t = Table(title=Text(f"The best plan on each wafer count: {dep.name}, by "
+                             f"{dep.mapping.objective}"), title_justify="left")
+        for col in ("wafers", "fits", "plan", "tokens/s per user", "tokens/s",
+                    "fullest PE B", "searched"):
+            t.add_column(col, justify="left" if col == "plan" else "right")
+        for r in rows:
+            plan = r["strategy"] + (f", {r['regions_per_wafer']} regions per wafer"
+                                    if r["strategy"] == "grouped" else "")
+            t.add_row(str(r["wafers"]), "yes" if r["fits"] else "NO", plan,
+                      f"{r['tokens_per_s_per_user']:,.1f}", f"{r['tokens_per_s']:,.1f}",
+                      "" if r["max_pe_bytes"] is None else f"{r['max_pe_bytes']:,}",
+                      str(r["searched"]))
+        Console(width=110).print(t)
+        fitting = [r["wafers"] for r in rows if r["fits"]]
+        print("fewest wafers of the range on which a plan fits: "
+              + (str(fitting[0]) if fitting else "none"))
+    if args.plot:
+        from wsesim.planner.chart import plan_chart
+        print(f"wrote {plan_chart(rows, args.plot, dep.name)}", file=sys.stderr)
+    return 0
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -142,6 +184,16 @@ def build_parser() -> argparse.ArgumentParser:
     swp.add_argument("--executor", metavar="dask://HOST:PORT",
                      help="run points on a Dask cluster (needs wsesim[distributed])")
     swp.set_defaults(func=_cmd_sweep)
+    pln = sub.add_parser("plan", help="the best plan on each wafer count of a range")
+    pln.add_argument("file", help="deployment YAML (its mapping strategy is ignored: "
+                                  "every count is searched)")
+    pln.add_argument("--wafers", required=True, metavar="A-B",
+                     help="wafer counts to search, e.g. 4-8")
+    pln.add_argument("--objective", choices=("tokens_per_s_per_user", "tokens_per_s"),
+                     help="what to maximize (default: the deployment's mapping.objective)")
+    pln.add_argument("--format", choices=("text", "json"), default="text")
+    pln.add_argument("--plot", metavar="FILE", help="chart of tokens/s against wafers")
+    pln.set_defaults(func=_cmd_plan)
     val = sub.add_parser("validate", help="predictions against published measurements")
     val.add_argument("cases", nargs="*", help="case names in validation/ or paths (all "
                                               "by default)")

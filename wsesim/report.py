@@ -65,6 +65,38 @@ def _perf_rows(r: Result) -> list[tuple[str, str]]:
     return rows
 
 
+def mapping_words(r: Result) -> str:
+    """The mapping in words: the concrete strategy, its regions, how it was found."""
+    m = r.mapping or {"strategy": r.strategy}
+    what = m["strategy"]
+    if what == "grouped":
+        what += f", {m['regions_per_wafer']} regions per wafer"
+    if m.get("balance") == "time":
+        what += ", balanced by time"
+    if m.get("requested") == "auto":
+        goal = {"tokens_per_s_per_user": "tokens/s per user",
+                "tokens_per_s": "tokens/s of all users"}[m["objective"]]
+        floor = m.get("min_tokens_per_s_per_user")
+        what += (f"; the best of {m['searched']} plans searched, by {goal}"
+                 + (f" with at least {floor:g} tokens/s per user" if floor else ""))
+    return what
+
+
+def candidate_rows(r: Result) -> list[tuple[str, str, str, str, str]]:
+    """The plans a search decided (the winner first): plan, tokens/s per user, tokens/s,
+    fullest PE, fits."""
+    out = []
+    for c in (r.mapping or {}).get("candidates", []):
+        plan = c["strategy"] + (f" ({c['regions_per_wafer']} regions per wafer)"
+                                if c["strategy"] == "grouped" else "")
+        if c["balance"] == "time":
+            plan += ", by time"
+        out.append((plan, f"{c['tokens_per_s_per_user']:,.1f}", f"{c['tokens_per_s']:,.1f}",
+                    "" if c["max_pe_bytes"] is None else f"{c['max_pe_bytes']:,}",
+                    "yes" if c["fits"] else "NO"))
+    return out
+
+
 def render_text(r: Result, width: int = 110) -> str:
     buf = io.StringIO()
     con = Console(file=buf, width=width, force_terminal=False, color_system=None)
@@ -78,7 +110,8 @@ def render_text(r: Result, width: int = 110) -> str:
               f"{hw.pe_sram_bytes:,} B SRAM per PE ({hw.runtime_reserve_bytes:,} B runtime), "
               f"{hw.clock_hz / 1e9:g} GHz")
     fewest = "none fits" if r.min_wafers is None else str(r.min_wafers)
-    con.print(f"wafers     {r.wafers} ({r.strategy}); fewest on which it fits: {fewest}")
+    con.print(f"wafers     {r.wafers}; fewest on which it fits: {fewest}")
+    con.print(f"mapping    {mapping_words(r)}")
     for k, v in r.quantization.items():
         con.print(f"{k:<10} {v}")
     w = r.workload
@@ -117,6 +150,14 @@ def render_text(r: Result, width: int = 110) -> str:
         p.add_row(str(ws.wafer), ", ".join(ws.holds), _gb(ws.used_bytes),
                   _gb(ws.capacity_bytes), f"{ws.max_pe_bytes:,}", "yes" if ws.fits else "NO")
     con.print(p)
+    searched = candidate_rows(r)
+    if searched:
+        st = Table(title="Plans the search decided (best first)", title_justify="left")
+        for col in ("plan", "tokens/s per user", "tokens/s", "fullest PE B", "fits"):
+            st.add_column(col, justify="left" if col == "plan" else "right")
+        for row in searched:
+            st.add_row(*row)
+        con.print(st)
     perf = _perf_rows(r)
     if perf:
         pt = Table(title="Performance", title_justify="left")
@@ -140,7 +181,8 @@ def render_markdown(r: Result) -> str:
     lines = [f"# wsesim: {r.name}", "",
              f"- model: {m.name}, {m.parameters:,} parameters, {m.layers} layers",
              f"- hardware: {r.hardware.name}, {r.hardware.grid[0]} x {r.hardware.grid[1]} "
-             f"PEs per wafer, {r.wafers} wafers ({r.strategy})",
+             f"PEs per wafer, {r.wafers} wafers",
+             f"- mapping: {mapping_words(r)}",
              f"- fewest wafers that fit: {'none' if r.min_wafers is None else r.min_wafers}",
              *(f"- {k}: {v}" for k, v in r.quantization.items()),
              "", "## SRAM, summed over every PE", "", "| item | bytes | GB |",
@@ -159,6 +201,12 @@ def render_markdown(r: Result) -> str:
     for ws in r.partition:
         lines.append(f"| {ws.wafer} | {', '.join(ws.holds)} | {_gb(ws.used_bytes)} | "
                      f"{ws.max_pe_bytes:,} | {'yes' if ws.fits else 'no'} |")
+    searched = candidate_rows(r)
+    if searched:
+        lines += ["", "## Plans the search decided (best first)", "",
+                  "| plan | tokens/s per user | tokens/s | fullest PE B | fits |",
+                  "| --- | ---: | ---: | ---: | --- |"]
+        lines += [f"| {' | '.join(row)} |" for row in searched]
     perf = _perf_rows(r)
     if perf:
         lines += ["", "## Performance", "", "| figure | value |", "| --- | ---: |"]

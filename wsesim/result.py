@@ -95,6 +95,7 @@ class Result:
     partition: list[WaferSummary]
     min_wafers: int | None
     performance: dict[str, Any] | None = None
+    mapping: dict[str, Any] = field(default_factory=dict)
     assumptions: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     # the arrays behind the numbers (heatmaps, traces); not part of the JSON

@@ -1,6 +1,8 @@
 """One run: deployment -> plan -> per-PE ledger -> fit answers -> Result."""
 from __future__ import annotations
 
+from typing import Any
+
 from wsesim.fit import fewest_wafers
 from wsesim.mapping.plan import Plan, make_plan, max_wafers
 from wsesim.memory import (
@@ -146,14 +148,39 @@ def partition_summary(ledger: MemoryLedger) -> list[WaferSummary]:
     return out
 
 
+def mapping_summary(dep: Deployment, plan: Plan, found: Any = None) -> dict[str, Any]:
+    """The mapping a run used: the concrete strategy and its parameters, and for
+    ``strategy: auto`` what the search looked at and the runners-up."""
+    choice = plan.choice
+    out: dict[str, Any] = {
+        "strategy": plan.strategy,
+        "regions_per_wafer": max(len({s.region for s in wp.stages}) for wp in plan.wafers),
+        "balance": choice.balance if choice else "bytes",
+        "searched": 1,
+    }
+    if found is not None:
+        out.update({"requested": "auto", "objective": dep.mapping.objective,
+                    "min_tokens_per_s_per_user": dep.mapping.min_tokens_per_s_per_user,
+                    "searched": found.searched,
+                    "candidates": [c.summary() for c in found.ranked]})
+    return out
+
+
 def simulate(dep: Deployment, with_performance: bool = True,
              find_min_wafers: bool = True, trace: bool = False) -> Result:
     """Plan ``dep`` (finding the fewest wafers for ``wafers: auto``), account every PE's
     SRAM, and return the itemized answer."""
     notes = []
-    known = {} if dep.wafers == "auto" else {dep.wafers: make_plan(dep, dep.wafers)}
-    min_wafers = fewest_wafers(dep, known) if find_min_wafers or dep.wafers == "auto" \
-        else None
+    searching = dep.mapping.strategy == "auto"
+    known = {} if dep.wafers == "auto" or searching else {
+        dep.wafers: make_plan(dep, dep.wafers)}
+    min_wafers = None
+    if find_min_wafers or dep.wafers == "auto":
+        if searching:
+            from wsesim.planner import fewest_wafers_any
+            min_wafers = fewest_wafers_any(dep)
+        else:
+            min_wafers = fewest_wafers(dep, known)
     if dep.wafers == "auto":
         wafers = min_wafers or max_wafers(dep)
         if min_wafers is None:
@@ -161,12 +188,23 @@ def simulate(dep: Deployment, with_performance: bool = True,
                          "wafers (one unit per wafer)")
     else:
         wafers = dep.wafers
-    plan = known.get(wafers) or make_plan(dep, wafers)
+    found = None
+    if searching:
+        from wsesim.planner import search
+        found = search(dep, wafers)
+        plan = found.best.plan
+        notes += found.notes
+    else:
+        plan = known.get(wafers) or make_plan(dep, wafers)
     ledger = build_ledger(plan)
     memory = memory_summary(ledger)
     performance = perf_model = timeline = None
     if with_performance:
-        performance, perf_model, timeline = simulate_performance(plan, memory.fits, trace)
+        if found is not None and found.best.outcome is not None and not trace:
+            performance, perf_model, timeline = found.best.outcome
+        else:
+            performance, perf_model, timeline = simulate_performance(plan, memory.fits,
+                                                                     trace)
     m = dep.model
     hw = dep.hardware
     q = dep.quantization
@@ -178,7 +216,7 @@ def simulate(dep: Deployment, with_performance: bool = True,
                            m.head_size, m.vocab_size, m.source),
         hardware=HardwareSummary(hw.name, list(dep.grid_shape), hw.pe_sram_bytes,
                                  hw.runtime_reserve_bytes, hw.clock_hz),
-        wafers=wafers, strategy=plan.strategy,
+        wafers=wafers, strategy=plan.strategy, mapping=mapping_summary(dep, plan, found),
         quantization={k: getattr(q, k).describe() for k in
                       ("weights", "embeddings", "kv_cache", "activations")},
         workload={"batch_size": wl.batch_size, "prompt_tokens": wl.prompt_tokens,

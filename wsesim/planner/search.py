@@ -42,6 +42,7 @@ class Candidate:
     fits: bool | None = None
     max_pe_bytes: int | None = None
     simulated: dict[str, Any] | None = None
+    outcome: tuple | None = field(default=None, repr=False)  # simulate_performance's
 
     @property
     def choice(self) -> Choice:
@@ -101,7 +102,8 @@ def _decide(c: Candidate, sram: int) -> None:
     from wsesim.performance import simulate_performance
     c.max_pe_bytes = fullest_pe_bytes(c.plan)
     c.fits = c.max_pe_bytes <= sram
-    c.simulated = simulate_performance(c.plan, c.fits)[0]
+    c.outcome = simulate_performance(c.plan, c.fits)
+    c.simulated = c.outcome[0]
 
 
 def search(dep: Deployment, wafers: int) -> SearchResult:
@@ -162,14 +164,17 @@ def search(dep: Deployment, wafers: int) -> SearchResult:
     # worse than either); if nothing fits, the best by the rating is shown
     baselines = [c for c in rated if c.choice in (Choice("pipeline"), Choice("sequential"))
                  and _fits(c, sram)]
-    finalists = _distinct(fits[:FINALISTS] + baselines) or order[:1]
+    finalists = _distinct(fits[:FINALISTS] + baselines)
+    if not finalists:   # nothing fits: show the plan that comes closest
+        finalists = [min(rated, key=lambda c: c.fit_low)]
     for c in finalists:
         _decide(c, sram)
     ranked = sorted(finalists, key=lambda c: (not c.fits, -score(dep, *c.rates())))
     notes = []
     if not ranked[0].fits:
-        notes.append(f"no plan searched fits on {wafers} wafer(s): the best shown does not "
-                     "fit")
+        notes.append(f"no plan searched fits on {wafers} wafer(s): shown, the one that "
+                     f"comes closest ({ranked[0].max_pe_bytes - sram:,} B over on its "
+                     "fullest PE)")
     floor = dep.mapping.min_tokens_per_s_per_user
     if floor is not None and ranked[0].rates()[0] < floor:
         notes.append(f"no plan searched reaches {floor:g} tokens/s per user: the best by "
