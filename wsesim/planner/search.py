@@ -5,8 +5,10 @@ exact per-PE ledger and the timeline simulation.
 The search (a policy) is kept apart from what it searches (``space.py``) and from the
 engines that price a plan (the closed forms, the ledger, the simulation).
 
-Where it is a heuristic, not an exhaustive search: regions per wafer run up a geometric
-ladder and are then refined around the best rung; region shapes come from the band
+Where it is a heuristic, not an exhaustive search: with more than
+``space.EXHAUSTIVE_UP_TO`` stages on a wafer, regions per wafer run up a geometric ladder
+and are then refined around the best rung and bisected at the fit boundary (fewer stages:
+every count, both balances, is rated); region shapes come from the band
 layout (rated by the fullest PE); time balance is a few rounds of re-partitioning by the
 stages' own costs. On small models and grids the tests compare it with an exhaustive
 enumeration of every regions-per-wafer count.
@@ -24,7 +26,8 @@ from wsesim.perf.model import PerformanceModel, max_tokens_per_cycle
 from wsesim.planner.space import LADDER, Built, PlanMaker, choices, stages_per_wafer
 from wsesim.specs import Deployment
 
-FINALISTS = 3      # candidates that fit decided by the simulation (with the classics)
+FINALISTS = 8      # candidates that fit decided by the simulation (with the classics)
+MARGIN = 0.10      # ... those the rating puts within this of the best that fits
 REFINE = 2         # regions-per-wafer counts tried on each side of the best rung
 TIME_BALANCED = 3  # the best few by the rating, tried balanced by time too
 
@@ -115,9 +118,9 @@ def search(dep: Deployment, wafers: int) -> SearchResult:
        either side of the fit boundary (the fewer regions, the bigger each, the more
        quantization groups cut in two and stored twice).
     3. Try the counts next to the best rated rung that may fit.
-    4. Check fits exactly in the order of the rating until no unchecked candidate could
-       beat the best that fits; decide the best few that fit, and the pipeline and
-       sequential plans, by the simulation.
+    4. Check fits exactly in the order of the rating; the candidates that fit and are
+       rated within ``MARGIN`` of the best that fits (at most ``FINALISTS``), and the
+       pipeline and sequential plans when they fit, are decided by the simulation.
     """
     maker = PlanMaker(dep, wafers)
     sram = dep.hardware.pe_sram_bytes
@@ -155,16 +158,17 @@ def search(dep: Deployment, wafers: int) -> SearchResult:
     best_fit = 0.0
     fits: list[Candidate] = []
     for c in order:
-        if score(dep, c.per_user, c.aggregate) <= best_fit and len(fits) >= FINALISTS:
+        value = score(dep, c.per_user, c.aggregate)
+        if value < best_fit * (1 - MARGIN) or len(fits) >= FINALISTS:
             break
         if _fits(c, sram):
             fits.append(c)
-            best_fit = max(best_fit, score(dep, c.per_user, c.aggregate))
+            best_fit = max(best_fit, value)
     # the classic strategies are finalists whenever they fit (so that the answer is never
     # worse than either); if nothing fits, the best by the rating is shown
     baselines = [c for c in rated if c.choice in (Choice("pipeline"), Choice("sequential"))
                  and _fits(c, sram)]
-    finalists = _distinct(fits[:FINALISTS] + baselines)
+    finalists = _distinct(fits + baselines)
     if not finalists:   # nothing fits: show the plan that comes closest
         finalists = [min(rated, key=lambda c: c.fit_low)]
     for c in finalists:

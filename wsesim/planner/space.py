@@ -28,10 +28,18 @@ def stages_per_wafer(units: list[list[Stage]], wafers: int) -> int:
     return max(sum(len(units[i]) for i in r) for r in partition_contiguous(weights, wafers))
 
 
+EXHAUSTIVE_UP_TO = 24   # stages per wafer up to which every count is tried, both ways
+
+
 def choices(most_stages: int, balance: str = "bytes", ladder: tuple[int, ...] = LADDER
             ) -> list[Choice]:
     """Sequential, pipeline, and grouped with every rung of ``ladder`` below the stage
-    count, balanced by ``balance``."""
+    count, balanced by ``balance``; with few stages per wafer, every count, balanced
+    both ways (the whole space)."""
+    if most_stages <= EXHAUSTIVE_UP_TO:
+        return [Choice(s, k, b) for b in ("bytes", "time")
+                for s, k in (("sequential", None), ("pipeline", None),
+                             *(("grouped", k) for k in range(2, most_stages)))]
     return [Choice("sequential", None, balance), Choice("pipeline", None, balance),
             *(Choice("grouped", k, balance) for k in ladder if 1 < k < most_stages)]
 

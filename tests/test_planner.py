@@ -1,0 +1,203 @@
+"""The grouped mapping and the search for the best plan (`mapping.strategy: auto`,
+`wsesim plan`): against an exhaustive enumeration of the same space, never worse than
+the classic strategies, the grouped mapping's extremes, time balance."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import deployment, tiny_hardware, tiny_model
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from wsesim.cli import main
+from wsesim.fit import plan_fits
+from wsesim.mapping.plan import Choice, make_plan, max_wafers
+from wsesim.memory import build_ledger
+from wsesim.performance import simulate_performance
+from wsesim.planner import fewest_wafers_any, search
+from wsesim.planner.search import score
+from wsesim.planner.space import PlanMaker, stages_per_wafer
+from wsesim.run import simulate
+
+
+def tight(sram: int, batch: int = 1, objective: str = "tokens_per_s_per_user",
+          rows: int = 24, cols: int = 24, layers: int = 4, wafers: int | str = 1):
+    """A 4-layer model at 3.5 bits on a small grid whose SRAM makes the mappings trade
+    memory (groups cut in two on big regions) against speed."""
+    return deployment(model=tiny_model(num_hidden_layers=layers),
+                      hardware=tiny_hardware(rows=rows, cols=cols, sram=sram, reserve=1000),
+                      wafers=wafers, quantization={"weights": "w3.5-g128"},
+                      workload={"batch_size": batch, "prompt_tokens": 16,
+                                "output_tokens": 16},
+                      mapping={"strategy": "auto", "objective": objective})
+
+
+def every_choice(most: int) -> list[Choice]:
+    out = []
+    for balance in ("bytes", "time"):
+        out += [Choice("sequential", None, balance), Choice("pipeline", None, balance)]
+        out += [Choice("grouped", k, balance) for k in range(2, most)]
+    return out
+
+
+def exhaustive(dep, wafers: int = 1):
+    """The best plan that fits by the objective, every choice simulated."""
+    maker = PlanMaker(dep, wafers)
+    best = None
+    for choice in every_choice(stages_per_wafer(maker.units[0], wafers)):
+        plan = maker.build(choice).plan
+        if not plan_fits(plan):
+            continue
+        perf = simulate_performance(plan, True)[0]
+        value = score(dep, perf["tokens_per_s_per_user"], perf["tokens_per_s"])
+        if best is None or value > best[0]:
+            best = (value, choice)
+    return best
+
+
+@pytest.mark.parametrize("sram,batch,objective", [
+    (7000, 1, "tokens_per_s_per_user"), (7500, 1, "tokens_per_s_per_user"),
+    (8100, 1, "tokens_per_s_per_user"), (6500, 1, "tokens_per_s_per_user"),
+    (7500, 8, "tokens_per_s"), (9000, 16, "tokens_per_s")])
+def test_the_search_finds_what_an_exhaustive_enumeration_finds(sram, batch, objective):
+    dep = tight(sram, batch, objective)
+    found = search(dep, 1)
+    best = exhaustive(dep)
+    assert best is not None and found.best.fits
+    assert score(dep, *found.best.rates()) == pytest.approx(best[0], rel=1e-9)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sram=st.integers(5500, 12000), batch=st.sampled_from([1, 4, 16]),
+       objective=st.sampled_from(["tokens_per_s_per_user", "tokens_per_s"]),
+       rows=st.integers(14, 30), cols=st.integers(14, 30))
+def test_auto_is_never_worse_than_pipeline_or_sequential(sram, batch, objective, rows, cols):
+    dep = tight(sram, batch, objective, rows, cols)
+    auto = simulate(dep, find_min_wafers=False)
+    for strategy in ("pipeline", "sequential"):
+        fixed = simulate(dep.model_copy(update={"mapping": dep.mapping.model_copy(
+            update={"strategy": strategy})}), find_min_wafers=False)
+        if fixed.memory.fits:
+            assert auto.memory.fits
+            p, q = auto.performance, fixed.performance
+            assert score(dep, p["tokens_per_s_per_user"], p["tokens_per_s"]) >= \
+                score(dep, q["tokens_per_s_per_user"], q["tokens_per_s"]) * (1 - 1e-9)
+
+
+@pytest.mark.parametrize("layers,wafers", [(4, 1), (6, 2)])
+def test_the_grouped_mapping_at_its_extremes_is_sequential_and_pipeline(layers, wafers):
+    dep = tight(49152, layers=layers, wafers=wafers)
+    maker = PlanMaker(dep, wafers)
+    most = stages_per_wafer(maker.units[0], wafers)
+    for k, same in ((1, "sequential"), (most, "pipeline")):
+        grouped = make_plan(dep, wafers, Choice("grouped", k))
+        classic = make_plan(dep, wafers, Choice(same))
+        assert [(s.name, s.region) for s in grouped.stages] == \
+            [(s.name, s.region) for s in classic.stages]
+        a, b = (simulate_performance(p, True)[0] for p in (grouped, classic))
+        assert a["tokens_per_s_per_user"] == b["tokens_per_s_per_user"]
+        assert build_ledger(grouped).fullest_pe().bytes == \
+            build_ledger(classic).fullest_pe().bytes
+
+
+@settings(max_examples=15, deadline=None)
+@given(k=st.integers(1, 10), layers=st.integers(2, 6), batch=st.sampled_from([1, 8]))
+def test_a_time_balanced_plan_never_has_a_slower_slowest_region(k, layers, batch):
+    dep = tight(49152, batch, layers=layers, rows=32, cols=32)
+    maker = PlanMaker(dep, 1)
+    k = min(k, stages_per_wafer(maker.units[0], 1))
+    by_bytes = maker.build(Choice("grouped", k, "bytes")).slowest_cycles
+    by_time = maker.build(Choice("grouped", k, "time")).slowest_cycles
+    assert by_time <= by_bytes
+
+
+def test_fewest_wafers_on_which_some_plan_fits_matches_a_brute_force():
+    dep = tight(6200, layers=6, wafers="auto")
+    brute = None
+    for wafers in range(1, max_wafers(dep) + 1):
+        maker = PlanMaker(dep, wafers)
+        if any(plan_fits(maker.build(c).plan) for c in every_choice(
+                stages_per_wafer(maker.units[0], wafers)) if c.balance == "bytes"):
+            brute = wafers
+            break
+    assert brute is not None and brute > 1
+    assert fewest_wafers_any(dep) == brute
+    result = simulate(dep)
+    assert result.wafers == brute and result.memory.fits
+
+
+def test_a_run_with_auto_says_what_it_chose_and_searched(tmp_path, capsys):
+    dep = tight(7000)
+    result = simulate(dep, find_min_wafers=False)
+    m = result.to_dict()["mapping"]
+    assert m["requested"] == "auto" and m["strategy"] in ("pipeline", "sequential",
+                                                          "grouped")
+    assert m["searched"] >= len(m["candidates"]) >= 1
+    assert m["candidates"][0]["fits"] is True
+    assert result.strategy == m["strategy"]
+
+
+def test_plan_command(tmp_path, capsys):
+    path = tmp_path / "d.yaml"
+    path.write_text(json.dumps(tight(6200, layers=6).model_dump(mode="json")))
+    chart = tmp_path / "plan.png"
+    assert main(["plan", str(path), "--wafers", "1-3", "--format", "json",
+                 "--plot", str(chart)]) == 0
+    rows = json.loads(capsys.readouterr().out)["plans"]
+    assert [r["wafers"] for r in rows] == [1, 2, 3]
+    for r in rows:
+        assert {"wafers", "fits", "strategy", "tokens_per_s_per_user", "tokens_per_s",
+                "max_pe_bytes"} <= set(r)
+    assert chart.stat().st_size > 0
+
+
+@pytest.mark.parametrize("wafers,words", [("0-3", "1 <= A <= B"), ("3-1", "1 <= A <= B"),
+                                          ("x", "expected a range"),
+                                          ("1-500", "more than the")])
+def test_plan_command_bad_range_is_one_line(tmp_path, capsys, wafers, words):
+    path = tmp_path / "d.yaml"
+    path.write_text(json.dumps(tight(6200).model_dump(mode="json")))
+    assert main(["plan", str(path), "--wafers", wafers]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and words in err[0] and "--wafers" in err[0]
+
+
+@pytest.mark.parametrize("mapping,key", [
+    ({"strategy": "grouped"}, "mapping.regions_per_wafer"),
+    ({"strategy": "pipeline", "regions_per_wafer": 3}, "mapping.regions_per_wafer"),
+    ({"strategy": "pipeline", "min_tokens_per_s_per_user": 10},
+     "mapping.min_tokens_per_s_per_user"),
+    ({"strategy": "auto", "objective": "speed"}, "mapping.objective"),
+])
+def test_bad_mapping_keys_are_one_line(tmp_path, capsys, mapping, key):
+    data = tight(7000).model_dump(mode="json")
+    data["mapping"] = mapping
+    path = tmp_path / "d.yaml"
+    path.write_text(json.dumps(data))
+    assert main(["run", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {path}: {key}: ")
+
+
+def test_a_floor_on_the_rate_per_user_is_respected():
+    """A plan below the floor scores nothing; a reachable floor keeps a plan that meets
+    it, an unreachable one is said. (At a fixed batch every sequence decodes at once, so
+    the plan of most tokens/s is nearly always also the one of most per user: the floor
+    is a guard, and serving studies are where rates and users trade.)"""
+    dep = tight(9000, batch=16, objective="tokens_per_s")
+    floored = dep.model_copy(update={"mapping": dep.mapping.model_copy(
+        update={"min_tokens_per_s_per_user": 100.0})})
+    assert score(floored, 99.0, 5000.0) == 0.0 and score(floored, 101.0, 5000.0) == 5000.0
+    free = search(dep, 1)
+    quickest = max(c.rates()[0] for c in free.ranked if c.fits)
+
+    def with_floor(floor: float):
+        return search(dep.model_copy(update={"mapping": dep.mapping.model_copy(
+            update={"min_tokens_per_s_per_user": floor})}), 1)
+
+    held = with_floor(quickest * 0.99)
+    assert held.best.fits and held.best.rates()[0] >= quickest * 0.99
+    assert not held.notes
+    unreachable = with_floor(quickest * 100)
+    assert any("reaches" in n for n in unreachable.notes)
