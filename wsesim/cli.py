@@ -76,12 +76,69 @@ def _cmd_profiles(args: argparse.Namespace) -> int:
 
 
 def _cmd_formats(args: argparse.Namespace) -> int:
+    import json
+
+    from wsesim import __version__
     from wsesim.quant import PRESET_DESCRIPTIONS, PRESETS
 
-    for name, fmt in PRESETS.items():
-        print(f"{name:<15} {fmt.describe()}")
-        print(f"{'':<15} {PRESET_DESCRIPTIONS[name]}")
+    if not (args.cost or args.hardware or args.inputs or args.outputs):
+        if args.format == "json":
+            print(json.dumps({"wsesim_version": __version__, "formats": [
+                {"name": name, "format": fmt.describe(),
+                 "description": PRESET_DESCRIPTIONS[name]}
+                for name, fmt in PRESETS.items()]}, indent=2))
+            return 0
+        for name, fmt in PRESETS.items():
+            print(f"{name:<15} {fmt.describe()}")
+            print(f"{'':<15} {PRESET_DESCRIPTIONS[name]}")
+        return 0
+    rows, hw_name, k, n = _format_costs(args)
+    if args.format == "json":
+        print(json.dumps({"wsesim_version": __version__, "hardware": hw_name,
+                          "block": {"inputs": k, "outputs": n}, "derived": True,
+                          "formats": rows}, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    from wsesim.quant.dequant import KINDS
+
+    table = Table(title=f"Dequantization per weight of a {k} x {n} block (inputs x "
+                  f"outputs per PE), priced with {hw_name}'s kernel.dequant costs: "
+                  "DERIVED from each format's instruction sequence, NOT measured",
+                  title_justify="left")
+    for col in ("preset", "bits/weight", *KINDS, "ops/weight", "cycles/weight"):
+        table.add_column(col, justify="left" if col == "preset" else "right")
+    for r in rows:
+        ops = r["ops_per_weight"]
+        table.add_row(r["name"], f"{r['bits_per_weight']:g}",
+                      *(f"{ops[kind]:.4g}" for kind in KINDS),
+                      f"{r['ops_total']:.4g}", f"{r['cycles_per_weight']:.4g}")
+    Console(width=120).print(table)
+    print("16- and 32-bit formats are used as stored. The sequences: wsesim/quant/"
+          "dequant.py; the costs: hardware_profiles/<profile>.yaml, kernel.dequant.")
     return 0
+
+
+def _format_costs(args: argparse.Namespace) -> tuple[list[dict], str, int, int]:
+    """Every preset's dequantization operations and cycles per weight on a block."""
+    from wsesim.perf.compute import PECompute
+    from wsesim.quant import PRESET_DESCRIPTIONS, PRESETS, QuantFormat
+    from wsesim.quant.dequant import ops_per_weight
+    from wsesim.specs import load_hardware
+
+    hw = load_hardware(args.hardware or "wse3", source="formats", key="--hardware")
+    k, n = args.inputs or 256, args.outputs or 256
+    pe = PECompute.of(hw, QuantFormat(bits=16))
+    rows = []
+    for name, fmt in PRESETS.items():
+        ops = ops_per_weight(fmt, k, n)
+        cycles = float(pe.dequant(fmt, k * n, n).dequant)
+        rows.append({"name": name, "format": fmt.describe(),
+                     "description": PRESET_DESCRIPTIONS[name],
+                     "bits_per_weight": fmt.bits_per_weight, "ops_per_weight": ops,
+                     "ops_total": sum(ops.values()), "cycles_per_weight": cycles / (k * n)})
+    return rows, hw.name, k, n
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -152,8 +209,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("models", help="list the shipped models").set_defaults(func=_cmd_models)
     sub.add_parser("profiles", help="list the shipped hardware profiles").set_defaults(
         func=_cmd_profiles)
-    sub.add_parser("formats", help="list the quantization presets").set_defaults(
-        func=_cmd_formats)
+    fmts = sub.add_parser("formats", help="list the quantization presets (--cost: their "
+                          "dequantization work per weight)")
+    fmts.add_argument("--cost", action="store_true", help="operations and cycles per "
+                      "weight to dequantize each preset (derived, not measured)")
+    fmts.add_argument("--hardware", metavar="PROFILE", help="profile whose per-"
+                      "instruction costs price it (name or path; default wse3)")
+    fmts.add_argument("--inputs", type=_positive_int, metavar="K",
+                      help="inputs of the weight block a PE holds (default 256)")
+    fmts.add_argument("--outputs", type=_positive_int, metavar="N",
+                      help="outputs of the weight block (default 256)")
+    fmts.add_argument("--format", choices=("text", "json"), default="text")
+    fmts.set_defaults(func=_cmd_formats)
     return parser
 
 
