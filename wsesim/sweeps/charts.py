@@ -2,9 +2,9 @@
 the fewest wafers against context length. Imports matplotlib: import it lazily (a
 sweep without ``out`` or with ``charts=False`` never does).
 
-The x axis shows the swept values: a log axis (base 2) when they span 16x or more (the
-context lengths 2,048 ... 131,072 are then evenly spaced), labels with thousands
-separators and slanted, and ticks thinned until no two labels touch.
+The x axis shows the swept values: a log axis (base 2) when they span 16x or more in
+even ratios (the context lengths 2,048 ... 131,072 are then evenly spaced), labels with
+thousands separators and slanted, and ticks thinned until no two labels touch.
 """
 from __future__ import annotations
 
@@ -55,10 +55,30 @@ def tick_text(value: float, _pos: Any = None) -> str:
     return f"{value:.4g}"
 
 
+def _spread(gaps: Sequence[float]) -> float:
+    """How uneven the gaps are (coefficient of variation)."""
+    mean = sum(gaps) / len(gaps)
+    return math.sqrt(sum((g - mean) ** 2 for g in gaps) / len(gaps)) / mean if mean else 0.0
+
+
+def wants_log(values: Sequence[float]) -> bool:
+    """A log axis for positive values spanning LOG_X_SPAN or more whose steps are more
+    even as ratios than as differences (2,048, 4,096, ... 131,072), a linear one
+    otherwise (1, 2, ... 40)."""
+    if len(values) < 2 or values[0] <= 0 or values[-1] / values[0] < LOG_X_SPAN:
+        return False
+    if len(values) == 2:
+        return True
+    linear = [b - a for a, b in zip(values, values[1:])]
+    ratios = [math.log(b / a) for a, b in zip(values, values[1:])]
+    return _spread(ratios) < _spread(linear)
+
+
 def _x_axis(ax: Any, xs: Sequence[float]) -> None:
-    """Ticks at the swept values (up to MAX_X_TICKS), a log axis for wide spans."""
+    """Ticks at the swept values (up to MAX_X_TICKS), a log axis for wide geometric
+    spans."""
     values = sorted(set(xs))
-    log = len(values) > 1 and values[0] > 0 and values[-1] / values[0] >= LOG_X_SPAN
+    log = wants_log(values)
     if log:
         ax.set_xscale("log", base=2)
         ax.xaxis.set_minor_locator(NullLocator())
@@ -89,7 +109,7 @@ def thin_overlapping_ticks(fig: Figure) -> None:
     """Drop every other x tick of an axis while two of its labels overlap (as rendered),
     so long numbers never run together whatever the panel width."""
     for _ in range(MAX_THINNING_ROUNDS):
-        fig.canvas.draw()
+        fig.draw_without_rendering()   # layout and text extents, no pixels
         renderer = fig.canvas.get_renderer()
         crowded = []
         for ax in fig.axes:
