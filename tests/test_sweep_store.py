@@ -292,3 +292,25 @@ def test_two_sweeps_into_one_folder_at_once_never_duplicate_a_row(tmp_path):
     assert second.stderr == (f"error: {out}: (top level): another sweep is writing into "
                              f"this folder (lock {out / '.wsesim-sweep.lock'})\n")
     assert_one_row_per_point(out, 4)
+
+
+def test_more_rows_than_a_sweep_may_have_are_refused(tmp_path):
+    from wsesim.sweeps import MAX_SWEEP_POINTS
+    out = tmp_path / "out"
+    out.mkdir()
+    with open(out / "results.jsonl", "w") as f:
+        for i in range(MAX_SWEEP_POINTS + 1):
+            f.write(f'{{"point": "{i}"}}\n')
+    with pytest.raises(SpecError, match=f"holds more than {MAX_SWEEP_POINTS:,} rows"):
+        run_sweep(spec(), out, charts=False)
+
+
+@pytest.mark.parametrize("options,key", [
+    ({"workers": 0}, "--workers"), ({"workers": True}, "--workers"),
+    ({"workers": 10**6}, "--workers"), ({"workers": 2.5}, "--workers"),
+    ({"executor": 5}, "--executor"), ({"executor": "dask://x"}, "--executor"),
+])
+def test_api_options_are_checked_before_the_folder_is_touched(tmp_path, options, key):
+    with pytest.raises(SpecError, match=f"<sweep>: {key}: expected"):
+        run_sweep(spec(), tmp_path / "out", **options)
+    assert not (tmp_path / "out").exists()

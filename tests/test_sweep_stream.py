@@ -220,7 +220,9 @@ def test_no_two_modules_import_each_other():
 
 def test_the_sweeps_package_imports_one_way():
     order = ["points", "spec", "rows", "store", "executors", "run"]
-    for path in (ROOT / "wsesim" / "sweeps").glob("*.py"):
+    files = sorted((ROOT / "wsesim" / "sweeps").glob("*.py"))
+    assert {p.stem for p in files} == {"__init__", "charts", *order}
+    for path in files:
         me = path.stem
         inside = {n.split(".")[2] for n in _imports(path, "wsesim.sweeps")
                   if n.count(".") >= 2}

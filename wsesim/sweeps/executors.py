@@ -201,6 +201,17 @@ def dask_client(address: str, source: str = "<command line>",
     return client
 
 
+def check_executor(executor: Any, source: str) -> None:
+    """``executor`` is None, ``dask://HOST:PORT`` or an object with ``submit``, else a
+    one-line error (before anything is written)."""
+    if isinstance(executor, str):
+        parse_dask_address(executor, source)
+    elif executor is not None and not callable(getattr(executor, "submit", None)):
+        raise SpecError(source, "--executor", "expected dask://HOST:PORT, a "
+                        "distributed.Client or a concurrent.futures executor, got "
+                        f"{type(executor).__name__}")
+
+
 def _is_dask_client(obj: Any) -> bool:
     return type(obj).__module__.split(".")[0] == "distributed" and hasattr(obj, "submit")
 
@@ -319,6 +330,7 @@ def open_backend(executor: Any, workers: int, tasks: int,
     if executor is not None and _is_dask_client(executor):
         return _DaskBackend(executor, own=False)
     if executor is not None:
+        check_executor(executor, source)
         n = getattr(executor, "_max_workers", None)
         return _PoolBackend(executor, n if isinstance(n, int) else workers, own=False)
     if workers <= 1 or tasks <= 1:

@@ -13,7 +13,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 from wsesim.errors import SpecError
 from wsesim.sweeps import executors
-from wsesim.sweeps.executors import check_workers, open_backend, parse_dask_address
+from wsesim.sweeps.executors import check_executor, check_workers, open_backend
 from wsesim.sweeps.rows import resolve_point
 from wsesim.sweeps.spec import SweepSpec, load_sweep, point_key
 from wsesim.sweeps.store import ResultStore
@@ -164,8 +164,7 @@ def run_sweep(spec: "str | Path | Mapping[str, Any] | SweepSpec",
     its point now; otherwise it is recomputed and replaced. Ctrl-C stops the workers
     and raises :class:`SweepCancelled` (the rows done are saved)."""
     spec = load_sweep(spec)
-    if isinstance(executor, str):
-        parse_dask_address(executor, spec.source)   # before anything else
+    check_executor(executor, spec.source)   # before anything else
     workers = check_workers(workers, spec.source)
     t0 = time.perf_counter()
     points = spec.points()

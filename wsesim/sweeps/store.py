@@ -18,6 +18,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from wsesim.errors import SpecError
 from wsesim.sweeps.rows import PROVENANCE_COLUMNS, RESULT_COLUMNS, TAIL_COLUMNS
+from wsesim.sweeps.spec import MAX_SWEEP_POINTS
 
 LOCK_NAME = ".wsesim-sweep.lock"
 MAX_ROW_BYTES = 16 * 2**20   # one row is ~2 KB; a longer line is not a row we wrote
@@ -144,6 +145,9 @@ class ResultStore:
             rows.pop(row["point"], None)     # a point seen again goes to the end
             rows[row["point"]] = row
             count += 1
+            if len(rows) > MAX_SWEEP_POINTS:
+                raise SpecError(self.out, "", f"holds more than {MAX_SWEEP_POINTS:,} rows, "
+                                "more than a sweep may have; use another --out")
         self.duplicates = count - len(rows)
         if self.duplicates:
             self.rewrite(rows.values())
