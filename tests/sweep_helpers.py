@@ -26,9 +26,22 @@ def slow_point(*args, **kwargs):
     return real(*args, **kwargs)
 
 home.run_point = slow_point
-from wsesim.cli import main
-sys.exit(main(sys.argv[1:]))
+
+if __name__ == "__main__":   # a fork server or spawn imports this file again
+    if os.environ.get("THREAD"):   # another thread: workers come from a fork server
+        import threading
+        threading.Thread(target=time.sleep, args=(600,), daemon=True).start()
+    from wsesim.cli import main
+    sys.exit(main(sys.argv[1:]))
 """
+
+
+def descendants(pid: int) -> list[int]:
+    """Live processes below ``pid``: its children, theirs, and so on."""
+    out = []
+    for child in children(pid):
+        out += [child, *descendants(child)]
+    return out
 
 
 def children(pid: int) -> list[int]:
@@ -55,10 +68,13 @@ def alive(pid: int) -> bool:
     return stat[stat.rindex(")") + 2:].split()[0] != "Z"
 
 
-def start_slow(tmp_path: Path, slow_s: float, *args: str) -> subprocess.Popen:
+def start_slow(tmp_path: Path, slow_s: float, *args: str,
+               thread: bool = False) -> subprocess.Popen:
+    """The slow sweep, started (``thread``: with a second thread, so that its workers
+    are forked by a fork server, not by the sweep itself)."""
     script = tmp_path / "slow_sweep.py"
     script.write_text(SLOW_SWEEP)
-    env = {**os.environ, "SLOW_S": str(slow_s)}
+    env = {**os.environ, "SLOW_S": str(slow_s), "THREAD": "1" if thread else ""}
     return subprocess.Popen([sys.executable, str(script), "sweep", *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             cwd=ROOT)

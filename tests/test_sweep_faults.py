@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import tiny_hardware, tiny_model
-from sweep_helpers import alive, children, rows_in, start_slow, wait_for
+from sweep_helpers import alive, children, descendants, rows_in, start_slow, wait_for
 
 from wsesim.cli import main
 from wsesim.errors import SpecError
@@ -39,22 +39,28 @@ def sweep_file(tmp_path: Path, wafers=(1, 2), bits=(16, 8, 4, 3.5), **base_over)
     return path
 
 
-def test_kill_9_of_the_sweep_ends_its_workers(tmp_path):
+@pytest.mark.parametrize("started_by", ["fork", "forkserver"])
+def test_kill_9_of_the_sweep_ends_its_workers(tmp_path, started_by):
+    """Workers forked by the sweep, or by a fork server (the sweep has another thread):
+    either way none outlives a SIGKILL of the sweep by more than a few seconds."""
     proc = start_slow(tmp_path, 60, str(sweep_file(tmp_path)), "--out",
-                      str(tmp_path / "out"), "--workers", "2")
-    workers: list[int] = []
+                      str(tmp_path / "out"), "--workers", "2",
+                      thread=started_by == "forkserver")
+    below: list[int] = []
     try:
-        wait_for(lambda: len(children(proc.pid)) >= 2, 30, "two worker processes")
+        wait_for(lambda: len(rows_in(tmp_path / "out")) == 0 and
+                 len(descendants(proc.pid)) >= 2 + (started_by == "forkserver"), 60,
+                 "the worker processes")
         time.sleep(0.5)   # the workers have taken their first (slow) points
-        workers = children(proc.pid)
+        below = descendants(proc.pid)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
         deadline = time.monotonic() + 5
-        while any(alive(w) for w in workers) and time.monotonic() < deadline:
+        while any(alive(w) for w in below) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert not [w for w in workers if alive(w)], "workers outlived their sweep"
+        assert not [w for w in below if alive(w)], "processes outlived their sweep"
     finally:
-        for w in [proc.pid, *workers]:
+        for w in [proc.pid, *below]:
             if alive(w):
                 os.kill(w, signal.SIGKILL)
         proc.communicate(timeout=10)

@@ -61,17 +61,42 @@ def check_workers(workers: Any, source: str = "<command line>") -> int:
 
 # ----------------------------------------------------------------------- workers
 def _worker_init(main_pid: int, parent_is_main: bool) -> None:
-    """Runs first in every worker process: ignore Ctrl-C and die with the parent."""
+    """Runs first in every worker process: ignore Ctrl-C and die with the sweep."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     parent = os.getppid()
     if parent_is_main and parent != main_pid:
         os._exit(1)   # the sweep died before this worker started
-    die_with_parent(parent)
+    die_with_parent(parent, main_pid)
 
 
-def die_with_parent(parent: int) -> None:
-    """End this process when ``parent`` (its parent process) ends: the kernel's parent
-    death signal on Linux, and a thread polling ``os.getppid()`` everywhere."""
+def _start_ticks(pid: int) -> str | None:
+    """When a process started (Linux: field 22 of /proc/PID/stat), to tell it from a
+    later process given the same pid; None when it is gone or a zombie."""
+    try:
+        stat = open(f"/proc/{pid}/stat", encoding="ascii", errors="replace").read()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()
+    return None if fields[0] in "ZX" else fields[19]
+
+
+def _alive(pid: int, ticks: str | None) -> bool:
+    if ticks is not None:   # Linux: a zombie (killed, not yet reaped) is dead too
+        return _start_ticks(pid) == ticks
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def die_with_parent(parent: int, main_pid: int | None = None) -> None:
+    """End this process when ``parent`` (its parent process) ends, or ``main_pid`` (the
+    sweep, when a fork server stands between them: the server outlives the sweep while
+    its workers live): the kernel's parent death signal on Linux, and a thread polling
+    both pids everywhere."""
     if sys.platform.startswith("linux"):
         try:
             import ctypes
@@ -81,9 +106,11 @@ def die_with_parent(parent: int) -> None:
             pass   # the watchdog below still ends it
     if os.getppid() != parent:
         os._exit(1)   # the parent died before the signal was asked for
+    main = main_pid if main_pid not in (None, parent) else None
+    ticks = _start_ticks(main) if main is not None else None
 
     def watch() -> None:
-        while os.getppid() == parent:
+        while os.getppid() == parent and (main is None or _alive(main, ticks)):
             time.sleep(WATCHDOG_INTERVAL_S)
         os._exit(1)
 

@@ -15,7 +15,7 @@ from wsesim.errors import SpecError
 from wsesim.sweeps import executors
 from wsesim.sweeps.executors import check_executor, check_workers, open_backend
 from wsesim.sweeps.rows import resolve_point
-from wsesim.sweeps.spec import SweepSpec, load_sweep, point_key
+from wsesim.sweeps.spec import SweepSpec, load_sweep
 from wsesim.sweeps.store import ResultStore
 
 MAX_SHOWN_POINT_CHARS = 120   # of a foreign row's point quoted in the refusal
@@ -229,5 +229,5 @@ def rows_to_dataframe(rows: Sequence[Mapping[str, Any]]) -> Any:
     return pd.DataFrame(list(rows))
 
 
-__all__ = ["SweepCancelled", "SweepOutcome", "check_saved_rows", "point_key",
-           "rows_to_dataframe", "run_sweep"]
+__all__ = ["SweepCancelled", "SweepOutcome", "check_saved_rows", "rows_to_dataframe",
+           "run_sweep"]
