@@ -80,7 +80,7 @@ def test_a_changed_base_is_recomputed_not_skipped(tmp_path, change):
     assert first.ran == 4
     again = run_sweep(spec(**CHANGES[change]), tmp_path, charts=False)
     assert again.ran == 4 and again.skipped == 0 and again.recomputed == 4
-    assert "4 saved row(s) recomputed" in again.summary()
+    assert "4 saved rows recomputed" in again.summary()
     assert "resolved deployment differs" in again.summary()
     fresh = run_sweep(spec(**CHANGES[change]), charts=False)
     assert canonical(again.rows) == canonical(fresh.rows)
@@ -171,7 +171,7 @@ def test_rows_of_another_sweep_are_refused_and_left_alone(tmp_path, capsys):
     assert main(["sweep", str(path), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1
-    assert err.startswith(f"error: {tmp_path / 'out'}: (top level): holds 2 row(s) of "
+    assert err.startswith(f"error: {tmp_path / 'out'}: (top level): holds 2 rows of "
                           "another sweep")
     assert err.rstrip().endswith("use another --out")
     assert {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()} == before

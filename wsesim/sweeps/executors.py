@@ -338,7 +338,7 @@ class _DaskBackend(_PoolBackend):
         return [next(self._done), *self._done.next_batch(block=False)]
 
     def abort(self) -> None:
-        pass   # the futures are cancelled; the cluster's workers are not ours
+        self.close()   # the futures are cancelled; the cluster's workers are not ours
 
     def close(self) -> None:
         if self.own:

@@ -59,8 +59,9 @@ class SweepOutcome:
         for reason, count in self.reasons.items():
             lines.append(f"  {count} x {reason}")
         if self.recomputed:
-            lines.append(f"{self.recomputed} saved row(s) recomputed (their key no longer "
-                         "matched):")
+            plural = "s" if self.recomputed != 1 else ""
+            lines.append(f"{self.recomputed} saved row{plural} recomputed (their key no "
+                         "longer matched):")
             lines += [f"  {count} x {why}" for why, count in self.recompute_reasons.items()]
         if self.out is not None:
             lines.append(f"results: {self.out / 'results.csv'}, "
@@ -138,7 +139,7 @@ def check_saved_rows(spec: SweepSpec, present: Mapping[str, dict[str, Any]], out
         example = foreign[0]
         if len(example) > MAX_SHOWN_POINT_CHARS:
             example = example[:MAX_SHOWN_POINT_CHARS] + "..."
-        raise SpecError(out, "", f"holds {len(foreign)} row(s) of another sweep (points "
+        raise SpecError(out, "", f"holds {len(foreign)} rows of another sweep (points "
                         f"this sweep does not have, e.g. {example}); use another --out")
     return kept, stale
 
@@ -184,9 +185,10 @@ def run_sweep(spec: "str | Path | Mapping[str, Any] | SweepSpec",
         total = len(points) - len(kept)
         if backend is None:
             backend = open_backend(executor, workers, total, spec.source)
-        with _progress(progress, total, spec.name) as bar:
+        stream = executors.execute(spec, _todo(spec, kept), backend)
+        with _progress(progress, total, spec.name) as bar, contextlib.closing(stream):
             task = bar.add_task("points", total=total) if bar else None
-            for index, row in executors.execute(spec, _todo(spec, kept), backend):
+            for index, row in stream:   # closed on any exit: its tasks are cancelled
                 if store:
                     store.append(row)
                 new[index] = row
