@@ -187,7 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "sweep-out/<sweep name>); points already there with the same key "
                      "are skipped, those whose deployment changed are recomputed")
     swp.add_argument("--workers", type=_workers, metavar="N",
-                     help="processes to run points in (default: the CPUs; 1 = serial)")
+                     help="processes to run points in (default: the CPUs; 1 = serial; at "
+                     "most 4 per CPU)")
     swp.add_argument("--executor", metavar="dask://HOST:PORT", type=_dask_address,
                      help="run points on a Dask cluster (needs wsesim[distributed])")
     swp.set_defaults(func=_cmd_sweep)
