@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -123,3 +124,30 @@ def test_checkout_paths_still_work() -> None:
         old = ROOT / kind
         assert old.resolve() == folder().resolve(), kind
         assert _names(old) == _names(folder())
+
+
+_OUTSIDE = re.compile(r"\.\./|\bbrief\b|hardware-facts|/work/|shared/", re.IGNORECASE)
+
+
+def _shipped_files() -> list[Path]:
+    return sorted(p for folder in _SHIPPED.values() for p in folder().glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", _shipped_files(), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_shipped_file_cites_nothing_outside_the_package(path: Path) -> None:
+    """A source a user cannot open (a path outside the repository, the project's own
+    brief) is no source: every shipped file cites primary documents only."""
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        assert not _OUTSIDE.search(line), f"{path.name}:{number}: {line}"
+
+
+@pytest.mark.parametrize("path", sorted(profiles_dir().glob("*.yaml")), ids=lambda p: p.name)
+def test_every_profile_number_has_a_comment(path: Path) -> None:
+    """Each paragraph of a hardware profile that sets a value says where it comes from
+    (a comment on its lines or just above them)."""
+    for paragraph in re.split(r"\n\s*\n", path.read_text()):
+        lines = paragraph.splitlines()
+        sets_value = any(re.match(r"\s*[a-z_]\w*:\s*\S", ln) and not ln.lstrip().startswith(
+            ("name:", "description:")) for ln in lines)
+        if sets_value:
+            assert any("#" in ln for ln in lines), paragraph
