@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from wsesim.cli import main
+from wsesim.errors import SpecError
 from wsesim.paths import models_dir, profiles_dir, validation_dir
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -151,3 +152,17 @@ def test_every_profile_number_has_a_comment(path: Path) -> None:
             ("name:", "description:")) for ln in lines)
         if sets_value:
             assert any("#" in ln for ln in lines), paragraph
+
+
+@pytest.mark.parametrize("loader,name", [("load_model", "llama-3.1-8b"),
+                                         ("load_hardware", "wse3")])
+def test_unknown_name_with_nothing_shipped_says_where(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, loader: str, name: str) -> None:
+    """A shipped name that cannot be found because the data folder is empty names that
+    folder and how it was chosen, instead of an empty list of known names."""
+    import wsesim.specs as specs
+
+    monkeypatch.setenv("WSESIM_HOME", str(tmp_path))
+    with pytest.raises(SpecError) as caught:
+        getattr(specs, loader)(name)
+    assert str(tmp_path) in caught.value.message and "WSESIM_HOME" in caught.value.message
