@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from wsesim.errors import KeyedError, SpecError, SweepInterrupted, located
@@ -82,11 +83,24 @@ def _workers(text: str) -> int:
     return value
 
 
+def _shipped_names(folder: Path, what: str) -> list[str]:
+    """Names of the shipped YAML files in ``folder``; none is an error (a broken install
+    or a ``WSESIM_HOME`` without that folder), not an empty listing."""
+    from wsesim.paths import shown, where_from
+    from wsesim.specs import shipped
+
+    names = shipped(folder)
+    if not names:
+        raise SpecError(shown(folder), "", f"no {what} files (*.yaml) in this folder; "
+                                           f"it was chosen by {where_from()}")
+    return names
+
+
 def _cmd_models(args: argparse.Namespace) -> int:
     from wsesim.paths import models_dir
-    from wsesim.specs import load_model, shipped
+    from wsesim.specs import load_model
 
-    for name in shipped(models_dir()):
+    for name in _shipped_names(models_dir(), "model"):
         m = load_model(name)
         print(f"{name:<18} {m.name:<18} {m.parameters:>17,} parameters  "
               f"{m.num_hidden_layers:>3} layers  hidden {m.hidden_size}")
@@ -95,9 +109,9 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 def _cmd_profiles(args: argparse.Namespace) -> int:
     from wsesim.paths import profiles_dir
-    from wsesim.specs import load_hardware, shipped
+    from wsesim.specs import load_hardware
 
-    for name in shipped(profiles_dir()):
+    for name in _shipped_names(profiles_dir(), "hardware profile"):
         hw = load_hardware(name)
         print(f"{name:<8} {hw.grid_rows} x {hw.grid_cols} PEs, {hw.pe_sram_bytes:,} B SRAM "
               f"per PE ({hw.wafer_sram_bytes / 1e9:.1f} GB), {hw.clock_hz / 1e9:g} GHz  "
