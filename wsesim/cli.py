@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from wsesim.errors import KeyedError, SpecError, SweepInterrupted, located
@@ -32,31 +33,74 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from wsesim.sweeps import default_workers, load_sweep, run_sweep, slug
+    from wsesim.sweeps import SweepCancelled, load_sweep, run_sweep, slug
 
     spec = load_sweep(args.file)
     out = Path(args.out) if args.out else Path("sweep-out") / slug(spec.name)
-    outcome = run_sweep(spec, out, workers=args.workers or default_workers(),
-                        executor=args.executor)
+    try:
+        outcome = run_sweep(spec, out, workers=args.workers or _default_workers(),
+                            executor=args.executor)
+    except SweepCancelled as exc:
+        print(f"wsesim sweep: {exc}", file=sys.stderr)
+        return 130
     print(outcome.summary())
+    if outcome.all_failed:   # some failures are results; all of them is a broken sweep
+        print(f"error: {args.file}: (top level): every one of the {len(outcome.rows)} "
+              f"points failed (see the error column of {out / 'results.csv'})",
+              file=sys.stderr)
+        return 1
     return 0
 
 
-def _positive_int(text: str) -> int:
+def _default_workers() -> int:
+    from wsesim.sweeps import default_workers
+    return default_workers()
+
+
+def _dask_address(text: str) -> str:
+    """``--executor``: dask://HOST:PORT (connected to later, with a bounded timeout)."""
+    from wsesim.errors import SpecError
+    from wsesim.sweeps.executors import parse_dask_address
+    try:
+        parse_dask_address(text, "--executor")
+    except SpecError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+    return text
+
+
+def _workers(text: str) -> int:
+    """``--workers``: a whole number from 1 to 4 per CPU of this machine."""
+    from wsesim.sweeps import max_workers
+    top = max_workers()
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to {top}, "
+                                         f"got {text!r}") from None
+    if not 1 <= value <= top:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to {top} (4 "
+                                         f"per CPU of this machine), got {text!r}")
     return value
+
+
+def _shipped_names(folder: Path, what: str) -> list[str]:
+    """Names of the shipped YAML files in ``folder``; none is an error (a broken install
+    or a ``WSESIM_HOME`` without that folder), not an empty listing."""
+    from wsesim.paths import shown, where_from
+    from wsesim.specs import shipped
+
+    names = shipped(folder)
+    if not names:
+        raise SpecError(shown(folder), "", f"no {what} files (*.yaml) in this folder; "
+                                           f"it was chosen by {where_from()}")
+    return names
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
     from wsesim.paths import models_dir
-    from wsesim.specs import load_model, shipped
+    from wsesim.specs import load_model
 
-    for name in shipped(models_dir()):
+    for name in _shipped_names(models_dir(), "model"):
         m = load_model(name)
         print(f"{name:<18} {m.name:<18} {m.parameters:>17,} parameters  "
               f"{m.num_hidden_layers:>3} layers  hidden {m.hidden_size}")
@@ -65,9 +109,9 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 def _cmd_profiles(args: argparse.Namespace) -> int:
     from wsesim.paths import profiles_dir
-    from wsesim.specs import load_hardware, shipped
+    from wsesim.specs import load_hardware
 
-    for name in shipped(profiles_dir()):
+    for name in _shipped_names(profiles_dir(), "hardware profile"):
         hw = load_hardware(name)
         print(f"{name:<8} {hw.grid_rows} x {hw.grid_cols} PEs, {hw.pe_sram_bytes:,} B SRAM "
               f"per PE ({hw.wafer_sram_bytes / 1e9:.1f} GB), {hw.clock_hz / 1e9:g} GHz  "
@@ -175,8 +219,29 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+class ArgumentsError(Exception):
+    """A command line argparse refuses: printed as ``error: <command>: arguments: ...``."""
+
+    def __init__(self, command: str, message: str) -> None:
+        self.command, self.message = command, message
+        super().__init__(self.line())
+
+    def line(self) -> str:
+        text = self.message.replace("\r", "\\r").replace("\n", "\\n")
+        return f"error: {self.command}: arguments: {text}"
+
+
+class _Parser(argparse.ArgumentParser):
+    """Every parser of the tree (sub-commands inherit the class): an argument error is
+    one line naming the command, exit code 2, never argparse's usage block."""
+
+    def error(self, message: str):  # type: ignore[override]
+        command = self.prog.split()[-1] if " " in self.prog else self.prog
+        raise ArgumentsError(command, message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="wsesim",
         description="Wafer-scale dataflow simulator: does a quantized LLaMA model fit in "
                     "on-chip SRAM, on how many wafers, where, and how fast.")
@@ -193,10 +258,12 @@ def build_parser() -> argparse.ArgumentParser:
     swp = sub.add_parser("sweep", help="run a what-if sweep (a grid of deployments)")
     swp.add_argument("file", help="sweep YAML (base: deployment, grid: dotted keys)")
     swp.add_argument("--out", metavar="DIR", help="results folder (default: "
-                     "sweep-out/<sweep name>); points already there are skipped")
-    swp.add_argument("--workers", type=_positive_int, metavar="N",
-                     help="processes to run points in (default: the CPUs; 1 = serial)")
-    swp.add_argument("--executor", metavar="dask://HOST:PORT",
+                     "sweep-out/<sweep name>); points already there with the same key "
+                     "are skipped, those whose deployment changed are recomputed")
+    swp.add_argument("--workers", type=_workers, metavar="N",
+                     help="processes to run points in (default: the CPUs; 1 = serial; at "
+                     "most 4 per CPU)")
+    swp.add_argument("--executor", metavar="dask://HOST:PORT", type=_dask_address,
                      help="run points on a Dask cluster (needs wsesim[distributed])")
     swp.set_defaults(func=_cmd_sweep)
     val = sub.add_parser("validate", help="predictions against published measurements")
@@ -224,8 +291,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        raise ArgumentsError(getattr(args, "command", None) or parser.prog,
+                             f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = _parse(argv)
+    except ArgumentsError as exc:
+        print(exc.line(), file=sys.stderr)
+        return 2
     try:
         return args.func(args)
     except SpecError as exc:
@@ -242,6 +322,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {args.command}: (top level): {' '.join(str(exc).split())}",
               file=sys.stderr)
         return 1
+    except KeyboardInterrupt:   # Ctrl-C outside a sweep's own handling
+        print(f"wsesim {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
