@@ -83,6 +83,21 @@ def _workers(text: str) -> int:
     return value
 
 
+MAX_BLOCK_SIDE = 1 << 20   # formats --cost: inputs or outputs of one PE's block
+
+
+def _positive_int(text: str) -> int:
+    """A whole number from 1 to ``MAX_BLOCK_SIDE``."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 1 <= value <= MAX_BLOCK_SIDE:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to "
+                                         f"{MAX_BLOCK_SIDE:,}, got {text!r}")
+    return value
+
+
 def _shipped_names(folder: Path, what: str) -> list[str]:
     """Names of the shipped YAML files in ``folder``; none is an error (a broken install
     or a ``WSESIM_HOME`` without that folder), not an empty listing."""
