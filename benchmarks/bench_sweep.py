@@ -2,6 +2,10 @@
 x 1-8 WSE-3 wafers x 6 context lengths (576 points) on 2 worker processes, performance
 model included. Target (issue 5): >= 500 points in under 60 s on 2 workers.
 
+Then the same sweep again into the same folder: every saved row's key is checked against
+its point's fully resolved deployment (this process, no worker) and nothing runs; and
+the points of a sweep at the bound (100,000) streamed, to show they cost no memory.
+
 Run: python benchmarks/bench_sweep.py [--workers N] [--contexts N] [--no-performance]
 [--phases]. ``--phases`` first times, on a few sample points in this process, where a
 point's time goes (plan, SRAM ledger, performance model, fewest-wafers search). Prints
@@ -87,6 +91,7 @@ def main() -> None:
     spec = sweep_spec(CONTEXTS[:args.contexts], not args.no_performance)
     with tempfile.TemporaryDirectory() as out:
         outcome = run_sweep(spec, out, workers=args.workers, progress=False, charts=False)
+        again = run_sweep(spec, out, workers=args.workers, progress=False, charts=False)
     n = len(outcome.rows)
     print(f"{n} points ({'memory + fit only' if args.no_performance else 'with performance'})"
           f" on {args.workers} workers: {outcome.seconds:.1f} s, "
@@ -95,6 +100,28 @@ def main() -> None:
           f"per point, {len(outcome.failed_rows)} failed")
     for reason, count in outcome.reasons.items():
         print(f"  {count} x {reason}")
+    print(f"resume of the same sweep: {again.skipped} rows' keys checked, {again.ran} run, "
+          f"{again.seconds:.2f} s ({again.seconds / max(again.skipped, 1) * 1e3:.2f} ms "
+          "per saved row)")
+    stream()
+
+
+def stream() -> None:
+    """The points of a sweep at the bound, read one by one."""
+    import tracemalloc
+
+    from wsesim.sweeps import MAX_SWEEP_POINTS, load_sweep
+    big = sweep_spec(CONTEXTS, False)
+    big["grid"] = {"workload.prompt_tokens": list(range(1, 101)),
+                   "workload.output_tokens": list(range(1, MAX_SWEEP_POINTS // 100 + 1))}
+    spec = load_sweep(big)
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    count = sum(1 for _ in spec.points())
+    seconds = time.perf_counter() - t0
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    print(f"streaming {count:,} points: {seconds:.2f} s, peak {peak / 1e3:.0f} kB of memory")
 
 
 if __name__ == "__main__":

@@ -26,8 +26,9 @@ def tiny_hardware(rows: int = 8, cols: int = 8, sram: int = 49152,
                    "library_call_cycles": 300, "route_switch_cycles": 50,
                    "mesh_step_cycles": 100,
                    "elementwise_ops": {"rope": 3, "exp": 6, "rsqrt": 6, "silu": 10},
-                   "dequant_ops_per_weight": {"int8": 2, "int4": 4, "int4-byte": 3,
-                                              "w3.5": 6, "w3.5-byte": 4}},
+                   "dequant": {"shift_cycles": 1, "logic_cycles": 1,
+                               "convert_cycles": 1, "fma_cycles": 1, "scalar_cycles": 1,
+                               "int16_lanes": 4, "fp16_lanes": 4}},
     }
     hw.update(extra)
     return hw

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -91,3 +92,41 @@ def test_non_llama_config_is_refused(tmp_path):
     path.write_text(json.dumps({"model_type": "gpt2", "hidden_size": 8}))
     with pytest.raises(SpecError, match="not a LLaMA-family"):
         load_model(str(path))
+
+
+# What each model's Hugging Face config.json says (the repository its `source` names):
+# hidden, intermediate, layers, heads, KV heads, vocab, tied embeddings, rope_theta
+# (Llama 2's configs omit it: the transformers default 10000), max positions, RMSNorm eps.
+HF_CONFIG = {
+    "llama-2-7b": (4096, 11008, 32, 32, 32, 32000, False, 10000.0, 4096, 1e-5),
+    "llama-2-13b": (5120, 13824, 40, 40, 40, 32000, False, 10000.0, 4096, 1e-5),
+    "llama-2-70b": (8192, 28672, 80, 64, 8, 32000, False, 10000.0, 4096, 1e-5),
+    "codellama-34b": (8192, 22016, 48, 64, 8, 32000, False, 1e6, 16384, 1e-5),
+    "llama-3-8b": (4096, 14336, 32, 32, 8, 128256, False, 5e5, 8192, 1e-5),
+    "llama-3-70b": (8192, 28672, 80, 64, 8, 128256, False, 5e5, 8192, 1e-5),
+    "llama-3.1-8b": (4096, 14336, 32, 32, 8, 128256, False, 5e5, 131072, 1e-5),
+    "llama-3.1-70b": (8192, 28672, 80, 64, 8, 128256, False, 5e5, 131072, 1e-5),
+    "llama-3.1-405b": (16384, 53248, 126, 128, 8, 128256, False, 5e5, 131072, 1e-5),
+    "qwen2-72b": (8192, 29568, 80, 64, 8, 152064, False, 1e6, 131072, 1e-5),
+}
+HF_SOURCE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+ config\.json$")
+
+
+def test_every_shipped_model_has_its_config_checked():
+    assert set(shipped(models_dir())) == set(HF_CONFIG)
+
+
+@pytest.mark.parametrize("name", sorted(HF_CONFIG))
+def test_shipped_model_matches_its_hf_config(name):
+    m = load_model(name)
+    assert (m.hidden_size, m.intermediate_size, m.num_hidden_layers, m.num_attention_heads,
+            m.kv_heads, m.vocab_size, m.tie_word_embeddings, m.rope_theta,
+            m.max_position_embeddings, m.rms_norm_eps) == HF_CONFIG[name]
+
+
+@pytest.mark.parametrize("name", sorted(HF_CONFIG))
+def test_shipped_model_names_its_source(name):
+    """`<org>/<repo> config.json` (a Hugging Face repository and file) or a URL; not a
+    bare placeholder such as `llama-3.1-405b2`."""
+    source = load_model(name).source or ""
+    assert HF_SOURCE.match(source) or source.startswith("https://"), source

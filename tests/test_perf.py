@@ -28,6 +28,7 @@ from wsesim.performance import decode_tokens_per_cycle
 from wsesim.quant import preset
 from wsesim.run import simulate
 from wsesim.sim.tile import run_tile
+from wsesim.specs.hardware import DequantCosts
 
 # hop 1, ramp 2, no turn cost, add 1, 4-byte wavelets, 10 cycles per fabric call, 100 per
 # call of the SDK's collectives library
@@ -85,27 +86,29 @@ def test_allreduce_of_one_pe_is_free():
 def test_pe_compute_by_hand():
     # 4 multiply-accumulates per cycle, 3 cycles to issue, a dependent instruction done no
     # sooner than 5 cycles after the previous
-    pe = PECompute(rate=4, op_cycles=3, latency=5, elementwise={"exp": 6},
-                   dequant_ops={"int4": 4, "w3.5": 6})
+    pe = PECompute(rate=4, op_cycles=3, latency=5, elementwise={"exp": 6})
     assert total(pe.vector(40, 2)) == 2 * (3 + 40 / 4)        # long: streams
     assert total(pe.vector(8, 2)) == 2 * (3 + 5)              # short: waits its latency
     assert total(pe.gemv(5, 8)) == 5 * (3 + 5)                # one instruction per input
     assert total(pe.gemv(5, 80)) == 5 * (3 + 80 / 4)
     assert total(pe.gemm(6, 5, 8)) == 5 * 8 * (3 + 5)         # one per (input, output)
     assert total(pe.gemm(60, 5, 8)) == 5 * 8 * (3 + 60 / 4)
-    assert float(pe.dequant(preset("int4-g128"), 100).dequant) == 100 * 4 / 4
-    assert total(pe.dequant(preset("fp16"), 100)) == 0
+    assert total(pe.dequant(preset("fp16"), 100)) == 0   # used as stored
 
 
 def test_a_weight_block_is_dequantized_each_time_it_is_read():
-    pe = PECompute(rate=4, op_cycles=3, latency=0, elementwise={}, dequant_ops={"int4": 4})
+    costs = DequantCosts(shift_cycles=1, logic_cycles=1, convert_cycles=1, fma_cycles=1,
+                         scalar_cycles=1, int16_lanes=4, fp16_lanes=4)
+    pe = PECompute(rate=4, op_cycles=3, latency=0, elementwise={}, dequant_costs=costs)
     int4 = preset("int4-g128")
-    dq = 2 * 100 * 4 / 4                                  # a 2 x 100 block, once
-    # 2 tokens: token by token (2 x (gemv 56 + dequant 200)) beats one gemm (700 + 200)
+    # a 2 x 100 block, once: per input, two shifts (its nibble lies inside its word), a
+    # convert and an fma, each an instruction over the 100 outputs: 3 + 100 / 4 cycles
+    dq = 2 * 4 * (3 + 100 / 4)
+    # 2 tokens: token by token (2 x (gemv 56 + dequant 224)) beats one gemm (700 + 224)
     two = local_products(pe, 2, 2, 100, int4)
     assert (total(two), float(two.dequant)) == (2 * (56 + dq), 2 * dq)
-    # 4 tokens: 4 x 256 = 1024 > gemm 800 + dequant 200 once (without dequantizing per
-    # token, 4 x 56 + 200 = 424 would have looked cheaper)
+    # 4 tokens: 4 x 280 = 1120 > gemm 800 + dequant 224 once (without dequantizing per
+    # token, 4 x 56 + 224 = 448 would have looked cheaper)
     four = local_products(pe, 4, 2, 100, int4)
     assert (total(four), float(four.dequant)) == (800 + dq, dq)
 
@@ -341,8 +344,7 @@ def test_mlp_stage_by_hand():
     dep = deployment(model=tiny_model(hidden_size=8, intermediate_size=16,
                                       num_attention_heads=2, num_key_value_heads=2))
     content = next(s for s in make_plan(dep, 1).stages if s.part == "mlp").content
-    pe = PECompute(rate=4, op_cycles=3, latency=0, elementwise={"rsqrt": 6, "silu": 10},
-                   dequant_ops={})
+    pe = PECompute(rate=4, op_cycles=3, latency=0, elementwise={"rsqrt": 6, "silu": 10})
     kn = Kernels(FAB, pe, act_bytes=2, algorithm="chain", groups=None, attention_heads=2,
                  strategy="pipeline", prompt_tokens=1)
     norm = 8 + (211 + 2) + 19.5 + 8         # squares+sum, allreduce of 1 value, rsqrt, scale

@@ -27,7 +27,7 @@ from wsesim.sweeps import (
     run_sweep,
 )
 
-SWEEP_MODULE = importlib.import_module("wsesim.sweeps")  # for monkeypatching run_point
+EXECUTORS = importlib.import_module("wsesim.sweeps.executors")  # run_point, execute
 
 
 def base(**over):
@@ -147,13 +147,13 @@ def test_resume_skips_points_already_present(tmp_path, monkeypatch):
     # interrupted: two rows lost, the last one cut in the middle of its line
     jsonl.write_text("".join(lines[:5]) + lines[5][:40])
     calls = []
-    real = SWEEP_MODULE.run_point
+    real = EXECUTORS.run_point
 
     def counting(*args, **kwargs):
         calls.append(args[1])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(SWEEP_MODULE, "run_point", counting)
+    monkeypatch.setattr(EXECUTORS, "run_point", counting)
     again = run_sweep(spec(), tmp_path)
     assert again.skipped == 5 and again.ran == 3 and len(calls) == 3
     assert {point_key(c) for c in calls} == {r["point"] for r in first.rows[5:]}
@@ -260,9 +260,9 @@ def test_malformed_yaml_and_bad_executor(tmp_path, capsys, monkeypatch):
 def test_workers_must_be_positive(tmp_path, capsys):
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump(spec()))
-    with pytest.raises(SystemExit) as exc:
-        main(["sweep", str(path), "--workers", "0"])
-    assert exc.value.code == 2
+    assert main(["sweep", str(path), "--workers", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: sweep: arguments: ")
 
 
 def test_rows_to_dataframe(serial_rows):
@@ -298,13 +298,13 @@ def test_model_swept_by_name_and_key_inside_it(root):
 
 
 def test_workers_failing_is_one_line_not_a_traceback(tmp_path, capsys, monkeypatch):
-    from wsesim import sweeps
+    from wsesim.errors import SweepInterrupted
 
     def dead(*args, **kwargs):
-        raise sweeps.SweepInterrupted("the sweep's workers failed (BrokenProcessPool)")
+        raise SweepInterrupted("the sweep's workers failed (BrokenProcessPool)")
         yield  # pragma: no cover
 
-    monkeypatch.setattr(sweeps, "execute", dead)
+    monkeypatch.setattr(EXECUTORS, "execute", dead)
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump(spec()))
     assert main(["sweep", str(path), "--out", str(tmp_path / "o")]) == 1

@@ -48,8 +48,12 @@ def simulate(deployment: "Deployment | str | Path | Mapping[str, Any]", **option
 def sweep(spec_or_path: Any, out: str | Path | None = None, workers: int = 1,
           executor: Any = None, progress: bool | None = None) -> list[dict[str, Any]]:
     """Run a sweep (a sweep YAML path or mapping) and return one row per point; with
-    ``out`` the rows also go to ``results.jsonl``/``results.csv`` there (resuming) and
-    the charts are drawn. See :mod:`wsesim.sweeps`."""
+    ``out`` the rows also go to ``results.jsonl``/``results.csv`` there and the charts
+    are drawn. Re-running into the same ``out`` resumes: rows whose ``key`` (the fully
+    resolved deployment and the wsesim version) still matches are kept, the others
+    recomputed. Bad input raises :class:`wsesim.errors.SpecError`; Ctrl-C raises
+    :class:`wsesim.sweeps.SweepCancelled` (a ``KeyboardInterrupt``; the rows done are
+    saved). See :mod:`wsesim.sweeps`."""
     from wsesim.sweeps import run_sweep
     return run_sweep(spec_or_path, out, workers, executor, progress).rows
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from wsesim.errors import KeyedError, SpecError, SweepInterrupted, located
@@ -32,13 +33,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from wsesim.sweeps import default_workers, load_sweep, run_sweep, slug
+    from wsesim.sweeps import SweepCancelled, load_sweep, run_sweep, slug
 
     spec = load_sweep(args.file)
     out = Path(args.out) if args.out else Path("sweep-out") / slug(spec.name)
-    outcome = run_sweep(spec, out, workers=args.workers or default_workers(),
-                        executor=args.executor)
+    try:
+        outcome = run_sweep(spec, out, workers=args.workers or _default_workers(),
+                            executor=args.executor)
+    except SweepCancelled as exc:
+        print(f"wsesim sweep: {exc}", file=sys.stderr)
+        return 130
     print(outcome.summary())
+    if outcome.all_failed:   # some failures are results; all of them is a broken sweep
+        print(f"error: {args.file}: (top level): every one of the {len(outcome.rows)} "
+              f"points failed (see the error column of {out / 'results.csv'})",
+              file=sys.stderr)
+        return 1
     return 0
 
 
@@ -84,21 +94,70 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive_int(text: str) -> int:
+def _default_workers() -> int:
+    from wsesim.sweeps import default_workers
+    return default_workers()
+
+
+def _dask_address(text: str) -> str:
+    """``--executor``: dask://HOST:PORT (connected to later, with a bounded timeout)."""
+    from wsesim.errors import SpecError
+    from wsesim.sweeps.executors import parse_dask_address
+    try:
+        parse_dask_address(text, "--executor")
+    except SpecError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+    return text
+
+
+def _workers(text: str) -> int:
+    """``--workers``: a whole number from 1 to 4 per CPU of this machine."""
+    from wsesim.sweeps import max_workers
+    top = max_workers()
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to {top}, "
+                                         f"got {text!r}") from None
+    if not 1 <= value <= top:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to {top} (4 "
+                                         f"per CPU of this machine), got {text!r}")
     return value
+
+
+MAX_BLOCK_SIDE = 1 << 20   # formats --cost: inputs or outputs of one PE's block
+
+
+def _positive_int(text: str) -> int:
+    """A whole number from 1 to ``MAX_BLOCK_SIDE``."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 1 <= value <= MAX_BLOCK_SIDE:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to "
+                                         f"{MAX_BLOCK_SIDE:,}, got {text!r}")
+    return value
+
+
+def _shipped_names(folder: Path, what: str) -> list[str]:
+    """Names of the shipped YAML files in ``folder``; none is an error (a broken install
+    or a ``WSESIM_HOME`` without that folder), not an empty listing."""
+    from wsesim.paths import shown, where_from
+    from wsesim.specs import shipped
+
+    names = shipped(folder)
+    if not names:
+        raise SpecError(shown(folder), "", f"no {what} files (*.yaml) in this folder; "
+                                           f"it was chosen by {where_from()}")
+    return names
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
     from wsesim.paths import models_dir
-    from wsesim.specs import load_model, shipped
+    from wsesim.specs import load_model
 
-    for name in shipped(models_dir()):
+    for name in _shipped_names(models_dir(), "model"):
         m = load_model(name)
         print(f"{name:<18} {m.name:<18} {m.parameters:>17,} parameters  "
               f"{m.num_hidden_layers:>3} layers  hidden {m.hidden_size}")
@@ -107,9 +166,9 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 def _cmd_profiles(args: argparse.Namespace) -> int:
     from wsesim.paths import profiles_dir
-    from wsesim.specs import load_hardware, shipped
+    from wsesim.specs import load_hardware
 
-    for name in shipped(profiles_dir()):
+    for name in _shipped_names(profiles_dir(), "hardware profile"):
         hw = load_hardware(name)
         print(f"{name:<8} {hw.grid_rows} x {hw.grid_cols} PEs, {hw.pe_sram_bytes:,} B SRAM "
               f"per PE ({hw.wafer_sram_bytes / 1e9:.1f} GB), {hw.clock_hz / 1e9:g} GHz  "
@@ -118,12 +177,69 @@ def _cmd_profiles(args: argparse.Namespace) -> int:
 
 
 def _cmd_formats(args: argparse.Namespace) -> int:
+    import json
+
+    from wsesim import __version__
     from wsesim.quant import PRESET_DESCRIPTIONS, PRESETS
 
-    for name, fmt in PRESETS.items():
-        print(f"{name:<15} {fmt.describe()}")
-        print(f"{'':<15} {PRESET_DESCRIPTIONS[name]}")
+    if not (args.cost or args.hardware or args.inputs or args.outputs):
+        if args.format == "json":
+            print(json.dumps({"wsesim_version": __version__, "formats": [
+                {"name": name, "format": fmt.describe(),
+                 "description": PRESET_DESCRIPTIONS[name]}
+                for name, fmt in PRESETS.items()]}, indent=2))
+            return 0
+        for name, fmt in PRESETS.items():
+            print(f"{name:<15} {fmt.describe()}")
+            print(f"{'':<15} {PRESET_DESCRIPTIONS[name]}")
+        return 0
+    rows, hw_name, k, n = _format_costs(args)
+    if args.format == "json":
+        print(json.dumps({"wsesim_version": __version__, "hardware": hw_name,
+                          "block": {"inputs": k, "outputs": n}, "derived": True,
+                          "formats": rows}, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    from wsesim.quant.dequant import KINDS
+
+    table = Table(title=f"Dequantization per weight of a {k} x {n} block (inputs x "
+                  f"outputs per PE), priced with {hw_name}'s kernel.dequant costs: "
+                  "DERIVED from each format's instruction sequence, NOT measured",
+                  title_justify="left")
+    for col in ("preset", "bits/weight", *KINDS, "ops/weight", "cycles/weight"):
+        table.add_column(col, justify="left" if col == "preset" else "right")
+    for r in rows:
+        ops = r["ops_per_weight"]
+        table.add_row(r["name"], f"{r['bits_per_weight']:g}",
+                      *(f"{ops[kind]:.4g}" for kind in KINDS),
+                      f"{r['ops_total']:.4g}", f"{r['cycles_per_weight']:.4g}")
+    Console(width=120).print(table)
+    print("16- and 32-bit formats are used as stored. The sequences: wsesim/quant/"
+          "dequant.py; the costs: hardware_profiles/<profile>.yaml, kernel.dequant.")
     return 0
+
+
+def _format_costs(args: argparse.Namespace) -> tuple[list[dict], str, int, int]:
+    """Every preset's dequantization operations and cycles per weight on a block."""
+    from wsesim.perf.compute import PECompute
+    from wsesim.quant import PRESET_DESCRIPTIONS, PRESETS, QuantFormat
+    from wsesim.quant.dequant import ops_per_weight
+    from wsesim.specs import load_hardware
+
+    hw = load_hardware(args.hardware or "wse3", source="formats", key="--hardware")
+    k, n = args.inputs or 256, args.outputs or 256
+    pe = PECompute.of(hw, QuantFormat(bits=16))
+    rows = []
+    for name, fmt in PRESETS.items():
+        ops = ops_per_weight(fmt, k, n)
+        cycles = float(pe.dequant(fmt, k * n, n).dequant)
+        rows.append({"name": name, "format": fmt.describe(),
+                     "description": PRESET_DESCRIPTIONS[name],
+                     "bits_per_weight": fmt.bits_per_weight, "ops_per_weight": ops,
+                     "ops_total": sum(ops.values()), "cycles_per_weight": cycles / (k * n)})
+    return rows, hw.name, k, n
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -160,8 +276,29 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+class ArgumentsError(Exception):
+    """A command line argparse refuses: printed as ``error: <command>: arguments: ...``."""
+
+    def __init__(self, command: str, message: str) -> None:
+        self.command, self.message = command, message
+        super().__init__(self.line())
+
+    def line(self) -> str:
+        text = self.message.replace("\r", "\\r").replace("\n", "\\n")
+        return f"error: {self.command}: arguments: {text}"
+
+
+class _Parser(argparse.ArgumentParser):
+    """Every parser of the tree (sub-commands inherit the class): an argument error is
+    one line naming the command, exit code 2, never argparse's usage block."""
+
+    def error(self, message: str):  # type: ignore[override]
+        command = self.prog.split()[-1] if " " in self.prog else self.prog
+        raise ArgumentsError(command, message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="wsesim",
         description="Wafer-scale dataflow simulator: does a quantized LLaMA model fit in "
                     "on-chip SRAM, on how many wafers, where, and how fast.")
@@ -178,10 +315,12 @@ def build_parser() -> argparse.ArgumentParser:
     swp = sub.add_parser("sweep", help="run a what-if sweep (a grid of deployments)")
     swp.add_argument("file", help="sweep YAML (base: deployment, grid: dotted keys)")
     swp.add_argument("--out", metavar="DIR", help="results folder (default: "
-                     "sweep-out/<sweep name>); points already there are skipped")
-    swp.add_argument("--workers", type=_positive_int, metavar="N",
-                     help="processes to run points in (default: the CPUs; 1 = serial)")
-    swp.add_argument("--executor", metavar="dask://HOST:PORT",
+                     "sweep-out/<sweep name>); points already there with the same key "
+                     "are skipped, those whose deployment changed are recomputed")
+    swp.add_argument("--workers", type=_workers, metavar="N",
+                     help="processes to run points in (default: the CPUs; 1 = serial; at "
+                     "most 4 per CPU)")
+    swp.add_argument("--executor", metavar="dask://HOST:PORT", type=_dask_address,
                      help="run points on a Dask cluster (needs wsesim[distributed])")
     swp.set_defaults(func=_cmd_sweep)
     pln = sub.add_parser("plan", help="the best plan on each wafer count of a range")
@@ -204,13 +343,36 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("models", help="list the shipped models").set_defaults(func=_cmd_models)
     sub.add_parser("profiles", help="list the shipped hardware profiles").set_defaults(
         func=_cmd_profiles)
-    sub.add_parser("formats", help="list the quantization presets").set_defaults(
-        func=_cmd_formats)
+    fmts = sub.add_parser("formats", help="list the quantization presets (--cost: their "
+                          "dequantization work per weight)")
+    fmts.add_argument("--cost", action="store_true", help="operations and cycles per "
+                      "weight to dequantize each preset (derived, not measured)")
+    fmts.add_argument("--hardware", metavar="PROFILE", help="profile whose per-"
+                      "instruction costs price it (name or path; default wse3)")
+    fmts.add_argument("--inputs", type=_positive_int, metavar="K",
+                      help="inputs of the weight block a PE holds (default 256)")
+    fmts.add_argument("--outputs", type=_positive_int, metavar="N",
+                      help="outputs of the weight block (default 256)")
+    fmts.add_argument("--format", choices=("text", "json"), default="text")
+    fmts.set_defaults(func=_cmd_formats)
     return parser
 
 
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        raise ArgumentsError(getattr(args, "command", None) or parser.prog,
+                             f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = _parse(argv)
+    except ArgumentsError as exc:
+        print(exc.line(), file=sys.stderr)
+        return 2
     try:
         return args.func(args)
     except SpecError as exc:
@@ -227,6 +389,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {args.command}: (top level): {' '.join(str(exc).split())}",
               file=sys.stderr)
         return 1
+    except KeyboardInterrupt:   # Ctrl-C outside a sweep's own handling
+        print(f"wsesim {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

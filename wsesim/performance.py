@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from wsesim.mapping.plan import Plan
-from wsesim.perf.compute import dequant_key
+from wsesim.perf.compute import PECompute
 from wsesim.perf.cost import CAUSES
 from wsesim.perf.model import (
     PerformanceModel,
@@ -15,6 +15,7 @@ from wsesim.perf.model import (
     dominant_cause,
     max_tokens_per_cycle,
 )
+from wsesim.quant.dequant import KINDS, ops_per_weight
 from wsesim.sim.tile import TileRun, run_tile
 
 
@@ -140,12 +141,53 @@ def assumptions(plan: Plan) -> list[str]:
         "were on one grid) and, with several wafers, over one link from the last wafer "
         "to the first.",
     ]
-    key = dequant_key(dep.quantization.weights)
-    if key is not None:
-        out.append(f"Dequantization: {k.dequant_ops_per_weight[key]:g} SIMD operations per "
-                   f"{key} weight each time it is used (estimated from the instruction "
-                   "sequence, not measured: sweep it before quoting tokens/s).")
+    line = dequant_assumption(plan)
+    if line is not None:
+        out.append(line)
     return out
+
+
+def _largest_weight_block(plan: Plan) -> tuple[int, int] | None:
+    """(inputs, outputs) of the largest block any PE holds of a linear weight stored in
+    the deployment's weight format."""
+    fmt = plan.deployment.quantization.weights
+    best: tuple[int, int] | None = None
+    for stage in plan.stages:
+        if stage.region is None:
+            continue
+        for tb in stage.content.tensors:
+            if tb.fmt != fmt or tb.tensor.kind != "linear":
+                continue
+            k, _, n = tb.cuts(stage.region.rows, stage.region.cols)
+            block = (int(np.max(k)), int(np.max(n)))
+            if best is None or block[0] * block[1] > best[0] * best[1]:
+                best = block
+    return best
+
+
+def dequant_assumption(plan: Plan) -> str | None:
+    """The dequantization cost of the deployment's weight format, in operations and
+    cycles per weight of its largest block, marked as derived (None: 16-bit weights)."""
+    dep = plan.deployment
+    fmt = dep.quantization.weights
+    if fmt.is_float:
+        return None
+    block = _largest_weight_block(plan)
+    ops = ops_per_weight(fmt, *block) if block else ops_per_weight(fmt)
+    kinds = ", ".join(f"{ops[k]:.4g} {k}" for k in KINDS if ops[k])
+    where = (f"a block of {block[0]} inputs x {block[1]} outputs (the largest a PE holds)"
+             if block else "long rows")
+    text = (f"Dequantization of {fmt.describe()} weights: {sum(ops.values()):.4g} "
+            f"operations per weight ({kinds}) on {where}")
+    if block and block[0] * block[1]:
+        pe = PECompute.of(dep.hardware, dep.quantization.activations)
+        cycles = float(pe.dequant(fmt, block[0] * block[1], block[1]).dequant)
+        text += (f", {cycles / (block[0] * block[1]):.4g} cycles per weight with "
+                 f"{dep.hardware.name}'s per-instruction costs (kernel.dequant)")
+    return text + (", paid each time a weight is read (once per token in decode). "
+                   "DERIVED from the instruction sequence of the bit layout "
+                   "(wsesim/quant/dequant.py), NOT measured: sweep "
+                   "hardware.kernel.dequant.* before quoting tokens/s.")
 
 
 def simulate_performance(plan: Plan, fits: bool, trace: bool = False

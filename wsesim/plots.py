@@ -13,7 +13,6 @@ wafer or all wafers side by side (``layout="side-by-side"``).
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -30,10 +29,9 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from wsesim.result import Result
-from wsesim.sweeps import point_key, slug
+from wsesim.naming import slug
 
 KINDS = ("placement", "sram", "utilization")
-BITS_KEY = "quantization.weights.bits"  # the sweep parameter drawn as one line per value
 LAYOUTS = ("per-wafer", "side-by-side", "both")
 FORMATS = ("png", "svg")
 
@@ -541,167 +539,3 @@ def write_plots(result: Result, out_dir: str | Path, fmt: str = "png",
                 fig = FIGURES[kind](result, wafers, dpi=dpi)
             files.append(save(fig, out / f"{stem}-{kind}{suffix}.{fmt}", dpi))
     return files
-
-
-# ---------------------------------------------------------------------- sweep charts
-def _short(key: str) -> str:
-    return key.rsplit(".", 1)[-1] if key != BITS_KEY else "weight bits"
-
-
-def _num(v: Any) -> float | None:
-    if isinstance(v, bool) or v is None or v == "":
-        return None
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
-
-
-def _sort_key(v: Any) -> tuple:
-    n = _num(v)
-    return (0, -n, "") if n is not None else (1, 0, str(v))
-
-
-MAX_CHART_PANELS = 12
-
-
-def _chart(rows: list[dict[str, Any]], param_keys: Sequence[str], x: str, y: str,
-           ylabel: str, title: str, path: Path, scale: float = 1.0,
-           capacity: str | None = None, ignore: Sequence[str] = (),
-           mark_fit: bool = True, y_from_zero: bool = False, integer_y: bool = False,
-           linked: Sequence[Sequence[str]] = ()) -> tuple[Path | None, list[str]]:
-    """Lines of ``y`` against ``x``, one per value of the weight bits (when swept), one
-    panel per combination of the other swept parameters; hollow markers do not fit."""
-    notes: list[str] = []
-    series = BITS_KEY if BITS_KEY in param_keys else next(
-        (k for k in ("quantization.weights", "quantization") if k in param_keys), None)
-    with_x = {k for group in linked if x in group for k in group}  # zipped with x
-    panel_keys = [k for k in param_keys if k not in (x, series, *ignore, *with_x)]
-    panels: dict[tuple, dict[Any, dict[float, dict[str, Any]]]] = {}
-    for r in rows:
-        xv, yv = _num(r.get(x)), _num(r.get(y))
-        if xv is None or yv is None or r.get("error"):
-            continue
-        pk = tuple(point_key({"v": r.get(k)}) for k in panel_keys)
-        sv = r.get(series) if series else None
-        panels.setdefault(pk, {}).setdefault(point_key({"v": sv}), {}).setdefault(xv, r)
-    if not panels:
-        return None, [f"{path.name} skipped: no successful point has both {x} and {y}"]
-    keys = list(panels)
-    if len(keys) > MAX_CHART_PANELS:
-        notes.append(f"{path.name}: {len(keys)} combinations of "
-                     f"{', '.join(panel_keys)}; the first {MAX_CHART_PANELS} are drawn")
-        keys = keys[:MAX_CHART_PANELS]
-    ncols = min(len(keys), 3)
-    nrows = math.ceil(len(keys) / ncols)
-    fig = Figure(figsize=(4.2 * ncols + 1.6, 3.2 * nrows + 0.8), dpi=100,
-                 layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-    cmap = matplotlib.colormaps["viridis"]
-    all_series = sorted({s for k in keys for s in panels[k]},
-                        key=lambda s: _sort_key(json.loads(s)["v"]))
-    colours = {s: cmap(i / max(len(all_series) - 1, 1) * 0.9)
-               for i, s in enumerate(all_series)}
-    for ax, pk in zip(axes, keys):
-        for s in all_series:
-            pts = panels[pk].get(s)
-            if not pts:
-                continue
-            xs = sorted(pts)
-            ys = [_num(pts[v].get(y)) * scale for v in xs]
-            fits = [bool(pts[v].get("fits")) or not mark_fit for v in xs]
-            label = _series_label(series, json.loads(s)["v"])
-            c = colours[s]
-            ax.plot(xs, ys, "-", color=c, label=label, linewidth=1.5)
-            ax.scatter([a for a, f in zip(xs, fits) if f], [b for b, f in zip(ys, fits) if f],
-                       color=c, zorder=3, s=22)
-            ax.scatter([a for a, f in zip(xs, fits) if not f],
-                       [b for b, f in zip(ys, fits) if not f],
-                       facecolors="white", edgecolors=c, zorder=3, s=22)
-        if capacity:
-            caps = sorted({_num(r.get(capacity)) for pts in panels[pk].values()
-                           for r in pts.values() if _num(r.get(capacity))})
-            for cap in caps:
-                ax.axhline(cap * scale, color="black", linestyle="--", linewidth=1)
-            if caps:
-                ax.text(0.01, caps[-1] * scale, " SRAM per wafer", va="bottom", fontsize=7,
-                        transform=ax.get_yaxis_transform())
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        if integer_y:
-            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-        if y_from_zero:
-            ax.set_ylim(bottom=0)
-        ax.set_xlabel(_short(x) if x != "wafers" else "wafers")
-        ax.set_ylabel(ylabel)
-        ax.grid(alpha=0.3)
-        words = ", ".join(f"{_short(k)} {json.loads(v)['v']}" for k, v in zip(panel_keys, pk))
-        if words:
-            ax.set_title(words, fontsize=9)
-    for ax in axes[len(keys):]:
-        ax.set_visible(False)
-    handles, labels = axes[0].get_legend_handles_labels()
-    for ax in axes[1:len(keys)]:
-        for h, lbl in zip(*ax.get_legend_handles_labels()):
-            if lbl not in labels:
-                handles.append(h)
-                labels.append(lbl)
-    if labels and series:
-        fig.legend(handles, labels, loc="outside right upper", fontsize=8,
-                   title="filled: fits\nhollow: does not" if mark_fit else None,
-                   title_fontsize=7)
-    fig.suptitle(title, fontsize=11)
-    fig.savefig(path)
-    return path, notes
-
-
-def _series_label(series: str | None, value: Any) -> str:
-    if series == BITS_KEY:
-        return f"{value}-bit weights"
-    return f"{_short(series)} {value}" if series else ""
-
-
-def write_sweep_charts(rows: list[dict[str, Any]], out: str | Path,
-                       param_keys: Sequence[str], fmt: str = "png",
-                       linked: Sequence[Sequence[str]] = ()
-                       ) -> tuple[list[Path], list[str]]:
-    """The sweep's charts, those whose parameters were swept: tokens/s against wafer
-    count, bytes on the fullest wafer against its SRAM per wafer count, and the fewest
-    wafers against context length; one line per weight bit width, one panel per value
-    of the other swept keys (``linked``: groups of keys varied together, as a zip, so
-    those varied with the x axis make no panels). Returns the files and notes on what
-    was skipped."""
-    out = Path(out)
-    paths: list[Path] = []
-    notes: list[str] = []
-
-    def add(result: tuple[Path | None, list[str]]) -> None:
-        if result[0] is not None:
-            paths.append(result[0])
-        notes.extend(result[1])
-
-    if "wafers" in param_keys:
-        if any(_num(r.get("tokens_per_s")) is not None for r in rows):
-            add(_chart(rows, param_keys, "wafers", "tokens_per_s", "tokens/s",
-                       "tokens/s against wafer count", out / f"tokens-per-s-vs-wafers.{fmt}",
-                       linked=linked))
-        else:
-            notes.append("tokens/s chart skipped: the results have no performance "
-                         "figures (tokens_per_s)")
-        add(_chart(rows, param_keys, "wafers", "max_wafer_used_bytes",
-                   "bytes on the fullest wafer (GB)",
-                   "SRAM needed per wafer against capacity",
-                   out / f"bytes-per-wafer-vs-wafers.{fmt}", scale=1e-9,
-                   capacity="wafer_capacity_bytes", y_from_zero=True, linked=linked))
-    else:
-        notes.append("wafer-count charts skipped: wafers is not swept")
-    ctx = "workload.context_length"
-    if ctx in param_keys:
-        add(_chart(rows, param_keys, ctx, "min_wafers", "fewest wafers that fit",
-                   "fewest wafers against context length",
-                   out / f"min-wafers-vs-context-length.{fmt}", ignore=("wafers",),
-                   mark_fit=False, y_from_zero=True, integer_y=True, linked=linked))
-    else:
-        notes.append("min-wafers chart skipped: workload.context_length is not swept")
-    return paths, notes

@@ -15,7 +15,7 @@ from typing import Any, Mapping
 from pydantic import BaseModel, ConfigDict, PositiveFloat, field_validator, model_validator
 
 from wsesim.errors import SpecError
-from wsesim.paths import validation_dir
+from wsesim.paths import shown, validation_dir, where_from
 from wsesim.specs import Deployment, HardwareProfile, deployment_from_mapping, load_hardware
 from wsesim.specs.kernel import KernelSpec
 from wsesim.specs.yamlio import did_you_mean, read_mapping, validate
@@ -122,6 +122,9 @@ def find_cases(names: list[str] | None = None) -> list[Path]:
     folder = validation_dir()
     shipped = sorted(folder.glob("*.yaml"))
     if not names:
+        if not shipped:   # a broken install or a WSESIM_HOME without validation/
+            raise SpecError(shown(folder), "", "no validation cases (*.yaml) in this "
+                                               f"folder; it was chosen by {where_from()}")
         return shipped
     out = []
     known = [p.stem for p in shipped]

@@ -8,15 +8,9 @@ import numpy as np
 
 from wsesim.perf.cost import Cost, Num
 from wsesim.quant import QuantFormat
+from wsesim.quant.dequant import LANES, block_ops, ops_per_weight
 from wsesim.specs import HardwareProfile
-
-
-def dequant_key(fmt: QuantFormat) -> str | None:
-    """The kernel profile's name for a stored weight format (None: no dequantization)."""
-    if fmt.is_float:
-        return None
-    name = {8.0: "int8", 4.0: "int4", 3.5: "w3.5"}[fmt.bits]
-    return f"{name}-byte" if fmt.packing == "byte" and fmt.bits != 8 else name
+from wsesim.specs.hardware import DequantCosts
 
 
 @dataclass(frozen=True)
@@ -32,7 +26,7 @@ class PECompute:
     op_cycles: float
     latency: float
     elementwise: dict[str, float]
-    dequant_ops: dict[str, float]
+    dequant_costs: DequantCosts | None = None   # None: no quantized weights to price
 
     @classmethod
     def of(cls, hw: HardwareProfile, activations: QuantFormat) -> "PECompute":
@@ -40,7 +34,7 @@ class PECompute:
         rate = hw.macs_per_cycle.get(dtype, hw.macs_per_cycle["fp16"])
         k = hw.kernel
         return cls(rate, k.vector_op_cycles, k.vector_latency_cycles,
-                   dict(k.elementwise_ops), dict(k.dequant_ops_per_weight))
+                   dict(k.elementwise_ops), k.dequant)
 
     def _streams(self, length: Num) -> np.ndarray:
         """Cycles one instruction over ``length`` elements holds the pipeline."""
@@ -75,9 +69,46 @@ class PECompute:
         pairs = np.asarray(inputs) * np.asarray(outputs)
         return self.instructions(np.where(np.asarray(rows) > 0, pairs, 0), rows)
 
-    def dequant(self, fmt: QuantFormat, weights: Num) -> Cost:
-        """Turning ``weights`` stored values into the arithmetic type before use."""
-        key = dequant_key(fmt)
-        if key is None:
+    def dequant(self, fmt: QuantFormat, weights: Num, outputs: Num | None = None) -> Cost:
+        """Turning a block of ``weights`` stored values into fp16 before use, by the
+        instruction sequence of :mod:`wsesim.quant.dequant` (derived, not measured).
+
+        ``outputs``: the block's outputs (``weights / outputs`` inputs): every step is a
+        vector instruction over the ``outputs`` weights of one input, paying the issue
+        cost and, as it uses the previous step's result, at least the dependent
+        latency; a scalar step costs ``scalar_cycles``. Without ``outputs`` (a caller
+        that does not know the block's shape) the long-row rates stream with no issue
+        cost: a lower bound. All of it is the ``dequant`` cause.
+        """
+        if fmt.is_float:
             return Cost()
-        return Cost(dequant=np.asarray(weights) * self.dequant_ops[key] / self.rate)
+        c = self.dequant_costs
+        if c is None:
+            raise ValueError(f"no dequantization costs to price {fmt.describe()} weights")
+        w = np.asarray(weights, dtype=float)
+        if outputs is None:
+            per_weight = sum(count * self._op_cycles(kind) for kind, count
+                             in ops_per_weight(fmt).items())
+            return Cost(dequant=w * per_weight)
+        n = np.asarray(outputs, dtype=float)
+        k = np.rint(np.divide(w, n, out=np.zeros(np.broadcast(w, n).shape), where=n > 0))
+        ops = block_ops(fmt, k.astype(np.int64), n.astype(np.int64))
+        cycles = np.zeros(np.broadcast(w, n).shape)
+        for kind, count in ops.items():
+            count = np.asarray(count, dtype=float)
+            if LANES[kind] is None:
+                cycles = cycles + count * c.scalar_cycles
+                continue
+            # instructions over one input's `outputs` weights
+            instructions = np.divide(count, n, out=np.zeros(cycles.shape), where=n > 0)
+            stream = np.maximum(self.latency, n * self._op_cycles(kind))
+            cycles = cycles + instructions * (self.op_cycles + stream)
+        return Cost(dequant=cycles if cycles.ndim else float(cycles))
+
+    def _op_cycles(self, kind: str) -> float:
+        """Cycles per value of one operation of ``kind`` (per SIMD op over its lanes)."""
+        c = self.dequant_costs
+        assert c is not None
+        per_op = getattr(c, f"{kind}_cycles")
+        lanes = LANES[kind]
+        return per_op if lanes is None else per_op / getattr(c, f"{lanes}_lanes")

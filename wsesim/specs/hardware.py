@@ -5,9 +5,15 @@ its source; nothing here has a hidden default for a hardware number.
 """
 from __future__ import annotations
 
+import math
+import numbers
+from typing import Annotated, Any
+
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
+    Field,
     NonNegativeFloat,
     NonNegativeInt,
     PositiveFloat,
@@ -16,9 +22,30 @@ from pydantic import (
 )
 
 # What the kernels look up in a profile: vector instructions per element of these
-# functions, and SIMD operations per stored weight of these formats.
+# functions.
 ELEMENTWISE_OPS = ("rope", "exp", "rsqrt", "silu")
-DEQUANT_FORMATS = ("int8", "int4", "int4-byte", "w3.5", "w3.5-byte")
+
+# Bounds beyond which a dequantization cost is not a what-if but a typo: a SIMD
+# operation of more than a thousand cycles, more than 1024 lanes or fewer than one value
+# per hundred cycles.
+MAX_OP_CYCLES = 1000.0
+MIN_LANES = 0.01
+MAX_LANES = 1024.0
+
+
+def _finite_number(value: Any) -> Any:
+    """A real number (not a boolean, not a string of digits), finite."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"expected a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"expected a finite number, got {value!r}")
+    return float(value)
+
+
+OpCycles = Annotated[float, BeforeValidator(_finite_number),
+                     Field(ge=0, le=MAX_OP_CYCLES)]
+Lanes = Annotated[float, BeforeValidator(_finite_number),
+                  Field(ge=MIN_LANES, le=MAX_LANES)]
 
 
 class Calibration(BaseModel):
@@ -31,11 +58,35 @@ class Calibration(BaseModel):
     cases: list[str] = []       # validation case names
 
 
+class DequantCosts(BaseModel):
+    """The per-instruction costs that price dequantization
+    (:mod:`wsesim.quant.dequant` counts the instructions of each format).
+
+    ``*_cycles``: cycles of one SIMD operation of that kind (one pass over the lanes);
+    each vector instruction also pays the kernel's issue cost (``vector_op_cycles``)
+    and, as it uses the previous step's result, at least ``vector_latency_cycles``.
+    ``scalar_cycles``: one scalar instruction. ``*_lanes``: values per SIMD operation
+    (the SIMD width, or its effective rate) of 16-bit integer work (shift, logic) and of
+    fp16 work (convert, fma). Each is a profile key a sweep can vary
+    (``hardware.kernel.dequant.shift_cycles``).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    shift_cycles: OpCycles     # shift left, logical or arithmetic shift right
+    logic_cycles: OpCycles     # and, or, xor
+    convert_cycles: OpCycles   # int16 -> fp16, fp32 -> fp16
+    fma_cycles: OpCycles       # fp16 fused multiply-add, or a multiply
+    scalar_cycles: OpCycles    # one scalar instruction (a tensor-wide scale on an input)
+    int16_lanes: Lanes         # 16-bit integer values per SIMD operation
+    fp16_lanes: Lanes          # fp16 values per SIMD operation
+
+
 class KernelProfile(BaseModel):
     """How the PE programs behave, beyond the raw hardware numbers: the cost of issuing
     and chaining vector instructions, of a chain stage, of calling a fabric operation,
     of re-routing a region's reductions, of a MeshGEMM step; elementwise functions and
-    dequantization work.
+    the per-instruction costs of dequantization.
 
     ``calibrated`` names the constants fitted to measurements and the validation cases
     they were fitted on (``python -m wsesim.calibrate`` fits them jointly); every other
@@ -52,17 +103,15 @@ class KernelProfile(BaseModel):
     route_switch_cycles: NonNegativeFloat     # re-routing reductions to the other axis
     mesh_step_cycles: NonNegativeFloat        # MeshGEMM: hand-off between Cannon steps
     elementwise_ops: dict[str, PositiveFloat]  # vector instructions per element, by function
-    dequant_ops_per_weight: dict[str, NonNegativeFloat]  # SIMD ops per weight, by format
+    dequant: DequantCosts                     # per-instruction costs of dequantization
     calibrated: Calibration = Calibration()
 
     @model_validator(mode="after")
     def _complete(self) -> "KernelProfile":
-        for key, names in (("elementwise_ops", ELEMENTWISE_OPS),
-                           ("dequant_ops_per_weight", DEQUANT_FORMATS)):
-            missing = [n for n in names if n not in getattr(self, key)]
-            if missing:
-                raise ValueError(f"{key} needs an entry for each of {', '.join(names)} "
-                                 f"(missing {', '.join(missing)})")
+        missing = [n for n in ELEMENTWISE_OPS if n not in self.elementwise_ops]
+        if missing:
+            raise ValueError(f"elementwise_ops needs an entry for each of "
+                             f"{', '.join(ELEMENTWISE_OPS)} (missing {', '.join(missing)})")
         return self
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from wsesim.errors import SpecError
-from wsesim.paths import models_dir, profiles_dir
+from wsesim.paths import models_dir, profiles_dir, shown, where_from
 from wsesim.specs.deployment import Deployment
 from wsesim.specs.hardware import HardwareProfile
 from wsesim.specs.model import ModelSpec
@@ -29,10 +29,12 @@ def _find_file(value: str, folder: Path, base_dir: Path, what: str,
         if path.is_file():
             return path
     names = shipped(folder)
+    known = (", ".join(names) if names else
+             f"none in {shown(folder)} (chosen by {where_from()})")
     raise SpecError(
         source, key,
         f"no {what} named '{value}' and no such file{did_you_mean(value, names)}; "
-        f"shipped: {', '.join(names)}",
+        f"shipped: {known}",
     )
 
 
