@@ -9,7 +9,7 @@ from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
 
 SUPTITLE_SIZE = 10                    # points
-TITLE_ROOM = 0.85                     # share of its panel's width a panel title may take
+TITLE_ROOM = 0.95                     # share of its heatmap's width a panel title may take
 HEADING_ROOM = 0.95                   # share of the figure's width the heading may take
 PLANNED_TITLE_LINES = 3               # title lines a figure's height allows for, per row
 PLANNED_HEADING_LINES = 2

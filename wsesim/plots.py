@@ -56,9 +56,9 @@ RAMP = (0.35, 1.0)                    # the part of each ramp used (light to dar
 PANEL_INCHES = 4.6                    # the longer side of one wafer's panel
 MAX_SIDE_BY_SIDE_PIXELS = 1500        # decimate grids beyond this many px per panel side
 MAX_OUTLINES = 5000                   # more region outlines than this would hide the map
-MIN_FIGURE_WIDTH_INCHES = 4.4         # the narrowest figure (a tall grid, one panel)
+MIN_FIGURE_WIDTH_INCHES = 5.8         # the narrowest figure (room for the colour bars)
 MIN_FIGURE_HEIGHT_INCHES = 3.4        # room for a colour bar's label beside a wide grid
-COLORBAR_PAD = 0.04                   # figure fraction between the panels and a colour bar
+COLORBAR_PAD = 0.04                   # gap before a colour bar, as a fraction of the panels
 SRAM_NORM = (0.0, 100.0)              # % of the PE's SRAM: the scale is the PE, not the data
 BUSY_NORM = (0.0, 100.0)              # % of the simulated run
 MIN_OVERFLOW_SPAN = 10.0              # the red ramp spans at least 100..110 % of SRAM
@@ -195,9 +195,10 @@ def _panel_grid(n: int, aspect: float) -> tuple[int, int]:
 
 def _new_figure(rows: int, cols: int, n: int, dpi: int, extra_width: float,
                 extra_height: float) -> tuple[Figure, list, float]:
-    """A figure with ``n`` panels sized to the grid's aspect, ``extra_width`` inches
-    beside them for colour bars, its axes, and the width in inches each panel has with
-    its share of the gaps (what a panel's title may take)."""
+    """A figure with ``n`` panels sized to the grid's aspect (``extra_width`` inches
+    beside them for tick labels and colour bars), its axes, and the width in inches
+    of one panel's heatmap: what its title may take, so that no title reaches a
+    neighbour, a colour bar or the figure's edge."""
     aspect = rows / cols
     prow, pcol = _panel_grid(n, aspect)
     side = PANEL_INCHES if n == 1 else max(1.6, PANEL_INCHES * 1.6 / max(prow, pcol) ** 0.5)
@@ -212,7 +213,7 @@ def _new_figure(rows: int, cols: int, n: int, dpi: int, extra_width: float,
     axes = fig.subplots(prow, pcol, squeeze=False).ravel().tolist()
     for ax in axes[n:]:
         ax.set_visible(False)
-    return fig, axes[:n], (width - extra_width) / pcol
+    return fig, axes[:n], w
 
 
 def _show(ax, image: np.ndarray, rows: int, cols: int, gid: str = IMAGE_GID, **kwargs):
@@ -315,7 +316,7 @@ def placement_figure(result: Result, wafers: int | Sequence[int] | None = None,
                                   ("mlp", MLP_CMAP, "MLP: layer")):
             if part in parts_seen:
                 sm = ScalarMappable(norm, _ramp_cmap(cmap))
-                cb = fig.colorbar(sm, ax=axes, shrink=0.8, aspect=30, pad=COLORBAR_PAD, panchor=False)
+                cb = fig.colorbar(sm, ax=axes, shrink=0.8, aspect=30, pad=COLORBAR_PAD)
                 cb.set_label(label)
                 cb.ax.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=8))
     handles = [Patch(color=c, label=lbl) for key, c, lbl in (
@@ -379,10 +380,10 @@ def sram_figure(result: Result, wafers: int | Sequence[int] | None = None,
     what = f"SRAM used per PE (% of {sram:,} B)"
     what += f"; {total:,} PEs overflow (red)" if total else "; no PE overflows"
     set_headings(fig, axes, _heading(result, what, wl), _title_size(wl))
-    cb = fig.colorbar(im, ax=axes, shrink=0.8, aspect=30, pad=COLORBAR_PAD, panchor=False)
+    cb = fig.colorbar(im, ax=axes, shrink=0.8, aspect=30, pad=COLORBAR_PAD)
     cb.set_label("SRAM used (% of the PE's)")
     if ov_image is not None:
-        cb = fig.colorbar(ov_image, ax=axes, shrink=0.8, aspect=30, pad=COLORBAR_PAD, panchor=False)
+        cb = fig.colorbar(ov_image, ax=axes, shrink=0.8, aspect=30, pad=COLORBAR_PAD)
         cb.set_label("overflow: needs (% of SRAM)")
     return fig
 
@@ -452,7 +453,7 @@ def utilization_figure(result: Result, wafers: int | Sequence[int] | None = None
     what = "link busy fraction per PE" if link_busy is not None else \
         "busy fraction per region"
     set_headings(fig, axes, _heading(result, what, wl), _title_size(wl))
-    cb = fig.colorbar(im, ax=axes, shrink=0.8, aspect=30, pad=COLORBAR_PAD, panchor=False)
+    cb = fig.colorbar(im, ax=axes, shrink=0.8, aspect=30, pad=COLORBAR_PAD)
     cb.set_label("busy (% of the simulated run)")
     return fig
 
