@@ -226,3 +226,12 @@ def test_a_closed_stdout_ends_quietly(command, tmp_path):
     assert proc.returncode in (0, BROKEN_PIPE_EXIT)   # argparse's --version exits itself
     if command != ["--version"]:
         assert proc.returncode == BROKEN_PIPE_EXIT
+
+
+def test_an_unwritable_path_with_a_newline_stays_one_line(tmp_path, capsys):
+    taken = tmp_path / "a\nerror: forged"
+    taken.write_text("not a folder")
+    assert main(["run", "examples/llama-3.1-8b-bf16-wse3.yaml", "--format", "json",
+                 "--plots", str(taken)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "a\\nerror: forged" in err

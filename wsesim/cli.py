@@ -29,7 +29,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         files = write_plots(result, args.plots, args.plot_format, layout="both")
         for note in files.notes:
             print(f"note: {note}", file=sys.stderr)
-        print(f"wrote {len(files)} plot(s) to {args.plots}", file=sys.stderr)
+        print(f"wrote {len(files)} plot(s) to {printable(args.plots)}", file=sys.stderr)
     return 0
 
 
@@ -192,7 +192,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except OSError as exc:  # an output path that cannot be written (--out, --plots...)
         where = exc.filename if exc.filename is not None else args.command
-        print(f"error: {where}: (top level): {exc.strerror or exc}", file=sys.stderr)
+        print(printable(f"error: {where}: (top level): {exc.strerror or exc}"),
+              file=sys.stderr)
         return 2
     except SweepInterrupted as exc:
         print(f"error: {args.command}: (top level): {' '.join(str(exc).split())}",

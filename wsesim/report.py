@@ -192,7 +192,8 @@ def render_markdown(r: Result) -> str:
     lines = [f"# wsesim: {md(r.name)}", "",
              f"- model: {md(m.name)}, {m.parameters:,} parameters, {m.layers} layers",
              f"- hardware: {md(r.hardware.name)}, {r.hardware.grid[0]} x "
-             f"{r.hardware.grid[1]} PEs per wafer, {r.wafers} wafers ({md(r.strategy)})",
+             f"{r.hardware.grid[1]} PEs per wafer, {r.wafers} wafer"
+             f"{'s' if r.wafers != 1 else ''} ({md(r.strategy)})",
              f"- fewest wafers that fit: {md(fewest_words(r))}",
              *(f"- {k}: {md(v)}" for k, v in r.quantization.items()),
              f"- workload: {workload_words(r)}",
