@@ -296,3 +296,15 @@ def test_titles_stay_inside_the_figure_and_their_panel(wafers, rows, cols, name)
             # the names as typed (drawn, not read as math; a newline escaped), wrapped
             words = fig._suptitle.get_text().replace("\n", "").replace(" ", "")
             assert printable(name).replace(" ", "") in words
+
+
+def test_a_name_as_long_as_a_book_keeps_the_figure_a_figure():
+    dep = deployment_from_mapping({
+        "name": "n" * 100_000, "model": tiny_model(name="m" * 50_000),
+        "hardware": tiny_hardware(ROWS, COLS), "wafers": 2, "quantization": "int4-g128",
+        "workload": {"batch_size": 1, "prompt_tokens": 16, "output_tokens": 8}}, "<test>")
+    fig = plots.sram_figure(simulate(dep, with_performance=False))
+    heading = fig._suptitle.get_text()
+    assert len(heading) < 2 * plots.MAX_NAME_CHARS + 400
+    assert "more characters" in heading
+    assert fig.get_figheight() < 12

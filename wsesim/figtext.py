@@ -14,6 +14,7 @@ HEADING_ROOM = 0.95                   # share of the figure's width the heading 
 PLANNED_TITLE_LINES = 3               # title lines a figure's height allows for, per row
 PLANNED_HEADING_LINES = 2
 LINE_SPACING = 1.3                    # line height / font size, with a margin
+MIN_CHAR_PIXELS = 1.0                 # no glyph that takes room is narrower
 
 
 def wrap_to_width(fig: Figure, text: str, width_in: float, fontsize: float) -> str:
@@ -28,7 +29,7 @@ def wrap_to_width(fig: Figure, text: str, width_in: float, fontsize: float) -> s
         return renderer.get_text_width_height_descent(line, prop, ismath=False)[0] <= room
 
     def longest_prefix(word: str) -> int:   # at least one character per line
-        lo, hi = 1, len(word)
+        lo, hi = 1, min(len(word), int(room / MIN_CHAR_PIXELS) + 1)
         while lo < hi:
             mid = (lo + hi + 1) // 2
             lo, hi = (mid, hi) if fits(word[:mid]) else (lo, mid - 1)

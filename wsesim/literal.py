@@ -36,3 +36,12 @@ def markdown_literal(text: object) -> str:
     """:func:`printable`, with every character markdown reads as formatting (emphasis,
     links, code, tables, HTML, entities, math) backslash-escaped, so it renders as typed."""
     return "".join(f"\\{ch}" if ch in _MARKDOWN_SPECIAL else ch for ch in printable(text))
+
+
+def clipped(text: object, max_chars: int) -> str:
+    """:func:`printable`, cut to ``max_chars`` characters with a note of how many more
+    there were: for places with room for a name, not a book (figure titles)."""
+    s = printable(text)
+    if len(s) <= max_chars:
+        return s
+    return f"{s[:max_chars]}... ({len(s) - max_chars:,} more characters)"

@@ -30,7 +30,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from wsesim.figtext import set_headings, set_panel_title
-from wsesim.literal import printable
+from wsesim.literal import clipped, printable
 from wsesim.result import Result
 from wsesim.sweeps import point_key, slug
 
@@ -56,6 +56,7 @@ RAMP = (0.35, 1.0)                    # the part of each ramp used (light to dar
 PANEL_INCHES = 4.6                    # the longer side of one wafer's panel
 MAX_SIDE_BY_SIDE_PIXELS = 1500        # decimate grids beyond this many px per panel side
 MAX_OUTLINES = 5000                   # more region outlines than this would hide the map
+MAX_NAME_CHARS = 160                  # of a model or deployment name in a figure's heading
 MIN_FIGURE_WIDTH_INCHES = 5.8         # the narrowest figure (room for the colour bars)
 MIN_FIGURE_HEIGHT_INCHES = 3.4        # room for a colour bar's label beside a wide grid
 COLORBAR_PAD = 0.04                   # gap before a colour bar, as a fraction of the panels
@@ -250,7 +251,8 @@ def _wafer_words(result: Result, wafer: int) -> str:
 def _heading(result: Result, what: str, wafers: list[int]) -> str:
     where = f"wafer {wafers[0]} of {result.wafers}" if len(wafers) == 1 else \
         f"{len(wafers)} wafers"
-    return f"{printable(result.model.name)} ({printable(result.name)}), {where}\n{what}"
+    return (f"{clipped(result.model.name, MAX_NAME_CHARS)} "
+            f"({clipped(result.name, MAX_NAME_CHARS)}), {where}\n{what}")
 
 
 def _wafer_title(result: Result, wafer: int, extra: str = "") -> str:
