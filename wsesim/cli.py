@@ -6,7 +6,11 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from wsesim import __version__
 from wsesim.errors import KeyedError, SpecError, SweepInterrupted, located
+from wsesim.literal import printable
+
+BROKEN_PIPE_EXIT = 141   # 128 + SIGPIPE: what a shell reports for a reader that went away
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -26,7 +30,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         files = write_plots(result, args.plots, args.plot_format, layout="both")
         for note in files.notes:
             print(f"note: {note}", file=sys.stderr)
-        print(f"wrote {len(files)} plot(s) to {args.plots}", file=sys.stderr)
+        print(f"wrote {len(files)} plot(s) to {printable(args.plots)}", file=sys.stderr)
     return 0
 
 
@@ -135,23 +139,26 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
     results = [run_case(load_case(p)) for p in find_cases(args.cases)]
     if args.format == "json":
-        print(json.dumps([r.to_dict() for r in results], indent=2))
+        # a list of rows, one per case (the contract), each naming the version
+        print(json.dumps([{"wsesim_version": __version__, **r.to_dict()} for r in results],
+                         indent=2))
     else:
         from rich.console import Console
         from rich.table import Table
+        from rich.text import Text
 
         table = Table(title="Predictions against published measurements",
                       title_justify="left")
         for col in ("case", "metric", "measured", "predicted", "error", ""):
             table.add_column(col, justify="left" if col in ("case", "metric") else "right")
         for r in results:
-            table.add_row(r.name, r.metric, f"{r.measured:.4g}", f"{r.predicted:.4g}",
-                          f"{r.error:+.1%}", "ok" if r.passed else
-                          f"OFF (> {r.tolerance:.0%})")
-        Console(width=110).print(table)
+            table.add_row(Text(printable(r.name)), Text(printable(r.metric)),
+                          f"{r.measured:.4g}", f"{r.predicted:.4g}", f"{r.error:+.1%}",
+                          "ok" if r.passed else f"OFF (> {r.tolerance:.0%})")
+        Console(width=110, markup=False, emoji=False, highlight=False).print(table)
         for r in results:
-            print(f"{r.name}: {r.source}")
-    failed = [r.name for r in results if not r.passed]
+            print(printable(f"{r.name}: {r.source}"))
+    failed = [printable(r.name) for r in results if not r.passed]
     if failed:
         print(f"error: validation: {len(failed)} case(s) off by more than their "
               f"tolerance: {', '.join(failed)}", file=sys.stderr)
@@ -185,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="wsesim",
         description="Wafer-scale dataflow simulator: does a quantized LLaMA model fit in "
                     "on-chip SRAM, on how many wafers, where, and how fast.")
+    parser.add_argument("--version", action="version", version=f"wsesim {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="simulate a deployment YAML")
     run.add_argument("file", help="deployment YAML")
@@ -230,6 +238,20 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def _reader_gone() -> int:
+    """The reader of stdout closed it (``wsesim models | head -1``): stop quietly, as
+    Python's documentation recommends: point stdout at devnull so the flush at exit does
+    not fail again, and exit as a process ended by SIGPIPE would."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):   # no file descriptor (stdout replaced in-process)
+        pass
+    return BROKEN_PIPE_EXIT
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = _parse(argv)
@@ -237,7 +259,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(exc.line(), file=sys.stderr)
         return 2
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()   # a reader that went away (``| head``) shows here, not at exit
+        return code
+    except BrokenPipeError:
+        return _reader_gone()
     except SpecError as exc:
         print(exc.line(), file=sys.stderr)
         return 2
@@ -246,7 +272,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except OSError as exc:  # an output path that cannot be written (--out, --plots...)
         where = exc.filename if exc.filename is not None else args.command
-        print(f"error: {where}: (top level): {exc.strerror or exc}", file=sys.stderr)
+        print(printable(f"error: {where}: (top level): {exc.strerror or exc}"),
+              file=sys.stderr)
         return 2
     except SweepInterrupted as exc:
         print(f"error: {args.command}: (top level): {' '.join(str(exc).split())}",

@@ -1,7 +1,7 @@
 """One run: deployment -> plan -> per-PE ledger -> fit answers -> Result."""
 from __future__ import annotations
 
-from wsesim.fit import fewest_wafers
+from wsesim.fit import search_wafers
 from wsesim.mapping.plan import Plan, make_plan, max_wafers
 from wsesim.memory import (
     CATEGORIES,
@@ -152,8 +152,9 @@ def simulate(dep: Deployment, with_performance: bool = True,
     SRAM, and return the itemized answer."""
     notes = []
     known = {} if dep.wafers == "auto" else {dep.wafers: make_plan(dep, dep.wafers)}
-    min_wafers = fewest_wafers(dep, known) if find_min_wafers or dep.wafers == "auto" \
+    search = search_wafers(dep, known) if find_min_wafers or dep.wafers == "auto" \
         else None
+    min_wafers = search.wafers if search is not None else None
     if dep.wafers == "auto":
         wafers = min_wafers or max_wafers(dep)
         if min_wafers is None:
@@ -161,9 +162,12 @@ def simulate(dep: Deployment, with_performance: bool = True,
                          "wafers (one unit per wafer)")
     else:
         wafers = dep.wafers
-    plan = known.get(wafers) or make_plan(dep, wafers)
+    if wafers not in known:
+        known[wafers] = make_plan(dep, wafers)
+    plan = known[wafers]
     ledger = build_ledger(plan)
     memory = memory_summary(ledger)
+    miss = search.miss(ledger) if search is not None else None
     performance = perf_model = timeline = None
     if with_performance:
         performance, perf_model, timeline = simulate_performance(plan, memory.fits, trace)
@@ -184,7 +188,7 @@ def simulate(dep: Deployment, with_performance: bool = True,
         workload={"batch_size": wl.batch_size, "prompt_tokens": wl.prompt_tokens,
                   "output_tokens": wl.output_tokens, "context_length": wl.kv_tokens},
         memory=memory, partition=partition_summary(ledger), performance=performance,
-        min_wafers=min_wafers,
+        min_wafers=min_wafers, min_wafers_detail=miss,
         assumptions=[*ASSUMPTIONS, *(performance_assumptions(plan) if performance else [])],
         notes=[*plan.notes, *notes], plan=plan, ledger=ledger, perf_model=perf_model,
         timeline=timeline)
