@@ -107,4 +107,131 @@ def test_envelope_plus_what_it_leaves_out_is_the_total():
     assert r.memory.naive_weights_bytes + sum(v for _, v in envelope_gaps(r)) == \
         r.memory.total_bytes
     # the proposal's accounting stores no scales or zeros
-    assert dict(envelope_gaps(r))["quantization scales + zeros"] == 0
+    (label, metadata), *_ = envelope_gaps(r)
+    assert "scales + zeros" in label and metadata == 0
+
+
+# ---- the version every answer names ----------------------------------------------------
+
+def test_version_flag_prints_the_package_version():
+    import wsesim
+    proc = subprocess.run([sys.executable, "-m", "wsesim", "--version"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout == f"wsesim {wsesim.__version__}\n"
+
+
+def test_every_json_answer_names_the_version(report_405b, capsys, monkeypatch):
+    import wsesim
+    assert report_405b["wsesim_version"] == wsesim.__version__
+    # fabric-check, with its default hardware: the wse3 everything else uses
+    assert main(["fabric-check", "gemv", "--grid", "4", "4", "--elements", "16",
+                 "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["wsesim_version"] == wsesim.__version__ and out["hardware"] == "wse3"
+    # validate: a list of rows, one per case (the contract), each naming the version
+    _fake_cases(monkeypatch)
+    assert main(["validate", "waferllm-decode-p420", "waferllm-decode-p540", "--format",
+                 "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert isinstance(rows, list) and len(rows) == 2
+    assert all(r["wsesim_version"] == wsesim.__version__ for r in rows)
+
+
+def test_fabric_check_defaults_to_wse3_as_everything_else():
+    import inspect
+
+    from wsesim.cli import build_parser
+    from wsesim.fabric_check import check
+    args = build_parser().parse_args(["fabric-check", "gemv", "--grid", "4", "4",
+                                      "--elements", "8"])
+    assert args.hardware == "wse3"
+    assert inspect.signature(check).parameters["hardware"].default == "wse3"
+
+
+def _fake_cases(monkeypatch, off: bool = False):
+    """``validate`` without simulating: each case predicted 1% (or 50%) above its
+    measurement."""
+    import wsesim.validate as v
+
+    def fake(case):
+        err = 0.5 if off else 0.01
+        return v.CaseResult(case.spec.name, case.spec.metric, case.spec.measured,
+                            case.spec.measured * (1 + err), err, case.spec.tolerance,
+                            case.spec.source)
+    monkeypatch.setattr(v, "run_case", fake)
+
+
+HOSTILE_CASE = "[/oops] llama [v2] :smile:\nerror: forged\x1b[31m"
+
+
+@pytest.mark.parametrize("off", [False, True])
+def test_validate_table_prints_case_names_and_sources_literally(tmp_path, capsys,
+                                                                monkeypatch, off):
+    import yaml
+
+    from wsesim.literal import printable
+    case = yaml.safe_load(open("validation/waferllm-decode-p420.yaml"))
+    case["name"] = HOSTILE_CASE
+    case["source"] = "a [b]source[/b] \x1b[2J"
+    path = tmp_path / "case.yaml"
+    path.write_text(yaml.safe_dump(case))
+    _fake_cases(monkeypatch, off)
+    assert main(["validate", str(path)]) == (1 if off else 0)
+    captured = capsys.readouterr()
+    out = captured.out
+    assert printable(HOSTILE_CASE) in out
+    assert printable(f"{HOSTILE_CASE}: a [b]source[/b] \x1b[2J") in out
+    assert "\x1b" not in out and "\x1b" not in captured.err
+    assert not [line for line in out.splitlines() if line.startswith("error:")]
+    assert captured.err.count("\n") == (1 if off else 0)
+
+
+# ---- a reader that goes away ---------------------------------------------------------
+
+def _sweep_file(tmp_path):
+    from conftest import tiny_hardware, tiny_model
+    spec = {"name": "pipe", "base": {"name": "pipe", "model": tiny_model(),
+                                     "hardware": tiny_hardware(8, 8), "wafers": 1,
+                                     "quantization": "int4-g128",
+                                     "workload": {"prompt_tokens": 16, "output_tokens": 8}},
+            "grid": {"wafers": [1]}}
+    path = tmp_path / "sweep.yaml"
+    path.write_text(json.dumps(spec))
+    return str(path)
+
+
+BROKEN_PIPE_EXIT = 141   # 128 + SIGPIPE, as a shell reports a process the signal ended
+
+
+@pytest.mark.parametrize("command", [
+    ["models"], ["--version"], ["run", "examples/llama-3.1-8b-bf16-wse3.yaml"],
+    ["validate", "waferllm-decode-p420", "--format", "json"],
+    ["fabric-check", "gemv", "--grid", "4", "4", "--elements", "16"],
+    ["sweep", "SWEEP", "--workers", "1", "--out", "OUT"],
+])
+def test_a_closed_stdout_ends_quietly(command, tmp_path):
+    """``wsesim ... | head -1``: the reader is gone before wsesim writes (a pipe whose
+    read end is closed), and wsesim stops without a word on stderr."""
+    import os
+    command = [_sweep_file(tmp_path) if c == "SWEEP" else str(tmp_path / "out")
+               if c == "OUT" else c for c in command]
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "wsesim", *command], stdout=write,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write)
+    assert proc.stderr == ""
+    assert proc.returncode in (0, BROKEN_PIPE_EXIT)   # argparse's --version exits itself
+    if command != ["--version"]:
+        assert proc.returncode == BROKEN_PIPE_EXIT
+
+
+def test_an_unwritable_path_with_a_newline_stays_one_line(tmp_path, capsys):
+    taken = tmp_path / "a\nerror: forged"
+    taken.write_text("not a folder")
+    assert main(["run", "examples/llama-3.1-8b-bf16-wse3.yaml", "--format", "json",
+                 "--plots", str(taken)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "a\\nerror: forged" in err

@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 
 from wsesim import plots
 from wsesim.cli import main
+from wsesim.literal import printable
 from wsesim.run import simulate
 from wsesim.specs import deployment_from_mapping
 
@@ -228,3 +229,82 @@ def test_pe_fidelity_link_heatmaps(tmp_path):
     np.testing.assert_allclose(im.get_array(), links[1] * 100, rtol=1e-5)
     # a tile-fidelity result has no link heatmap
     assert plots.pe_link_busy(tiny_result(wafers=1, performance=False)) is None
+
+
+# ---- colour scales and titles ---------------------------------------------------------
+
+def _main_norms(fig):
+    return [(im.norm.vmin, im.norm.vmax) for ax in fig.axes for im in ax.get_images()
+            if im.get_gid() == plots.IMAGE_GID]
+
+
+@pytest.mark.parametrize("sram", [9000, 49152, 2**20])   # full, part full, nearly empty
+def test_sram_scale_is_the_pes_sram_whatever_the_data(sram):
+    res = tiny_result(wafers=2, sram=sram, performance=False)
+    for wafers in (0, None):
+        fig = plots.sram_figure(res, wafers)
+        assert set(_main_norms(fig)) == {(0.0, 100.0)}  # % of the PE's SRAM
+        (im, *_) = [i for ax in fig.axes for i in ax.get_images()]
+        # an idle PE (runtime reserve only) is drawn at its share of SRAM, not saturated
+        frac = res.hardware.runtime_reserve_bytes / sram
+        assert np.isclose(im.norm(100 * frac), frac)
+
+
+def test_busy_scale_is_zero_to_one_hundred_percent(result):
+    busy = {s.index: 0.004 for s in result.plan.stages}   # 0.4 % busy: nearly idle
+    fig = plots.utilization_figure(result, None, stage_busy=busy)
+    assert set(_main_norms(fig)) == {(0.0, 100.0)}
+    (im, *_) = [i for ax in fig.axes for i in ax.get_images()]
+    assert im.norm(0.4) == pytest.approx(0.004)   # drawn near the bottom, not the top
+    link = np.full((ROWS, COLS), 0.002)
+    fig = plots.utilization_figure(result, 0, link_busy=[link])
+    assert set(_main_norms(fig)) == {(0.0, 100.0)}
+
+
+def _title_boxes(fig):
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    titles = [ax.title for ax in plots.heatmap_axes(fig)]
+    return ([t.get_window_extent(renderer) for t in titles],
+            fig._suptitle.get_window_extent(renderer), fig.bbox,
+            [ax.get_window_extent(renderer) for ax in fig.axes
+             if ax not in plots.heatmap_axes(fig) and ax.get_visible()])
+
+
+LONG = "a-deployment-name-" * 8
+
+
+@pytest.mark.parametrize("wafers,rows,cols,name", [
+    (1, 12, 20, "short"), (5, 40, 10, LONG), (3, 10, 60, "wide $\\frac$ [b] grid\nname"),
+    (9, 16, 16, LONG)])
+def test_titles_stay_inside_the_figure_and_their_panel(wafers, rows, cols, name):
+    dep = deployment_from_mapping({
+        "name": name, "model": tiny_model(num_hidden_layers=2 * wafers, name=LONG),
+        "hardware": tiny_hardware(rows, cols), "wafers": wafers, "quantization": "int4-g128",
+        "workload": {"batch_size": 1, "prompt_tokens": 16, "output_tokens": 8}}, "<test>")
+    res = simulate(dep)
+    for make in (plots.placement_figure, plots.sram_figure, plots.utilization_figure):
+        for shown in (0, None) if wafers < 9 else (None,):
+            fig = make(res, shown)
+            titles, heading, page, others = _title_boxes(fig)
+            for box in (*titles, heading):
+                assert page.x0 - 0.5 <= box.x0 and box.x1 <= page.x1 + 0.5, make.__name__
+                assert page.y0 - 0.5 <= box.y0 and box.y1 <= page.y1 + 0.5, make.__name__
+            for i, a in enumerate(titles):
+                assert not any(a.overlaps(b) for b in titles[i + 1:])   # neighbours
+                assert not any(a.overlaps(b) for b in others)            # colour bars
+            # the names as typed (drawn, not read as math; a newline escaped), wrapped
+            words = fig._suptitle.get_text().replace("\n", "").replace(" ", "")
+            assert printable(name).replace(" ", "") in words
+
+
+def test_a_name_as_long_as_a_book_keeps_the_figure_a_figure():
+    dep = deployment_from_mapping({
+        "name": "n" * 100_000, "model": tiny_model(name="m" * 50_000),
+        "hardware": tiny_hardware(ROWS, COLS), "wafers": 2, "quantization": "int4-g128",
+        "workload": {"batch_size": 1, "prompt_tokens": 16, "output_tokens": 8}}, "<test>")
+    fig = plots.sram_figure(simulate(dep, with_performance=False))
+    heading = fig._suptitle.get_text()
+    assert len(heading) < 2 * plots.MAX_NAME_CHARS + 400
+    assert "more characters" in heading
+    assert fig.get_figheight() < 12

@@ -6,7 +6,11 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from wsesim import __version__
 from wsesim.errors import KeyedError, SpecError, SweepInterrupted, located
+from wsesim.literal import printable
+
+BROKEN_PIPE_EXIT = 141   # 128 + SIGPIPE: what a shell reports for a reader that went away
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -26,7 +30,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         files = write_plots(result, args.plots, args.plot_format, layout="both")
         for note in files.notes:
             print(f"note: {note}", file=sys.stderr)
-        print(f"wrote {len(files)} plot(s) to {args.plots}", file=sys.stderr)
+        print(f"wrote {len(files)} plot(s) to {printable(args.plots)}", file=sys.stderr)
     return 0
 
 
@@ -249,10 +253,13 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
     results = run_cases([load_case(p) for p in find_cases(args.cases)])
     if args.format == "json":
-        print(json.dumps([r.to_dict() for r in results], indent=2))
+        # a list of rows, one per case (the contract), each naming the version
+        print(json.dumps([{"wsesim_version": __version__, **r.to_dict()} for r in results],
+                         indent=2))
     else:
         from rich.console import Console
         from rich.table import Table
+        from rich.text import Text
 
         table = Table(title="Predictions against measurements on real wafers "
                       "(error: with the profile's fitted constants; leave-one-out: with "
@@ -262,13 +269,13 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             table.add_column(col, justify="left" if col in ("case", "metric") else "right")
         for r in results:
             loo = "" if r.loo_error is None else f"{r.loo_error:+.1%}"
-            table.add_row(r.name, r.metric, f"{r.measured:.4g}", f"{r.predicted:.4g}",
-                          f"{r.error:+.1%}", loo, "ok" if r.passed else
-                          f"OFF (> {r.tolerance:.0%})")
-        Console(width=120).print(table)
+            table.add_row(Text(printable(r.name)), Text(printable(r.metric)),
+                          f"{r.measured:.4g}", f"{r.predicted:.4g}", f"{r.error:+.1%}",
+                          loo, "ok" if r.passed else f"OFF (> {r.tolerance:.0%})")
+        Console(width=120, markup=False, emoji=False, highlight=False).print(table)
         for r in results:
-            print(f"{r.name}: {r.source}")
-    failed = [r.name for r in results if not r.passed]
+            print(printable(f"{r.name}: {r.source}"))
+    failed = [printable(r.name) for r in results if not r.passed]
     if failed:
         print(f"error: validation: {len(failed)} case(s) off by more than their "
               f"tolerance: {', '.join(failed)}", file=sys.stderr)
@@ -302,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="wsesim",
         description="Wafer-scale dataflow simulator: does a quantized LLaMA model fit in "
                     "on-chip SRAM, on how many wafers, where, and how fast.")
+    parser.add_argument("--version", action="version", version=f"wsesim {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="simulate a deployment YAML")
     run.add_argument("file", help="deployment YAML")
@@ -367,6 +375,20 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def _reader_gone() -> int:
+    """The reader of stdout closed it (``wsesim models | head -1``): stop quietly, as
+    Python's documentation recommends: point stdout at devnull so the flush at exit does
+    not fail again, and exit as a process ended by SIGPIPE would."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):   # no file descriptor (stdout replaced in-process)
+        pass
+    return BROKEN_PIPE_EXIT
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = _parse(argv)
@@ -374,7 +396,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(exc.line(), file=sys.stderr)
         return 2
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()   # a reader that went away (``| head``) shows here, not at exit
+        return code
+    except BrokenPipeError:
+        return _reader_gone()
     except SpecError as exc:
         print(exc.line(), file=sys.stderr)
         return 2
@@ -383,7 +409,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except OSError as exc:  # an output path that cannot be written (--out, --plots...)
         where = exc.filename if exc.filename is not None else args.command
-        print(f"error: {where}: (top level): {exc.strerror or exc}", file=sys.stderr)
+        print(printable(f"error: {where}: (top level): {exc.strerror or exc}"),
+              file=sys.stderr)
         return 2
     except SweepInterrupted as exc:
         print(f"error: {args.command}: (top level): {' '.join(str(exc).split())}",

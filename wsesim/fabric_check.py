@@ -28,6 +28,7 @@ from wsesim.errors import SpecError
 OPS = ("broadcast", "allreduce", "gemv", "attention", "transfer", "layer", "model")
 STAGE_OPS = ("attention", "layer", "model")   # operations on a model's stages
 SOURCE = "fabric-check"
+DEFAULT_HARDWARE = "wse3"   # the profile the examples and the rest of wsesim use
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -45,7 +46,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                    help="allreduce: auto, chain, tree or two-level (default auto: the "
                         "fastest by the closed form)")
     p.add_argument("--groups", metavar="G", help="two-level allreduce: group count")
-    p.add_argument("--hardware", default="wse2", help="wse2, wse3 or a profile path")
+    p.add_argument("--hardware", default=DEFAULT_HARDWARE,
+                   help=f"wse2, wse3 or a profile path (default {DEFAULT_HARDWARE}, as "
+                        "everywhere else)")
     p.add_argument("--context", metavar="T", default="256",
                    help="attention, layer, model: context length in tokens")
     p.add_argument("--layers", metavar="L", default="4", help="model: layers")
@@ -85,7 +88,7 @@ def _choice(value: str, key: str, choices: tuple[str, ...]) -> str:
     return value
 
 
-def check(op: str, rows: int, cols: int, elements: int, hardware: str = "wse2",
+def check(op: str, rows: int, cols: int, elements: int, hardware: str = DEFAULT_HARDWARE,
           algorithm: str = "auto", groups: int | None = None, context: int = 256,
           layers: int = 4, strategy: str = "sequential") -> Any:
     """Run ``op`` at PE level and in closed form; returns a ``wsesim.sim.pe.OpResult``."""
@@ -139,7 +142,8 @@ def main(args: argparse.Namespace) -> int:
     strategy = _choice(args.strategy, "--strategy", ("sequential", "pipeline"))
     result = check(op, rows, cols, elements, args.hardware, algorithm, groups, context,
                    layers, strategy)
-    out = result.to_dict()
+    from wsesim import __version__
+    out = {"wsesim_version": __version__, **result.to_dict()}
     out.update({"hardware": args.hardware, "elements": elements})
     if fmt == "json":
         print(json.dumps(out))

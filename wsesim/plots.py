@@ -28,6 +28,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
+from wsesim.figtext import set_headings, set_panel_title
+from wsesim.literal import clipped, printable
 from wsesim.result import Result
 from wsesim.naming import slug
 
@@ -51,8 +53,14 @@ RAMP = (0.35, 1.0)                    # the part of each ramp used (light to dar
 
 PANEL_INCHES = 4.6                    # the longer side of one wafer's panel
 MAX_SIDE_BY_SIDE_PIXELS = 1500        # decimate grids beyond this many px per panel side
-MAX_HELD_WAFERS = 16                  # wafers whose SRAM arrays one figure holds at once
 MAX_OUTLINES = 5000                   # more region outlines than this would hide the map
+MAX_NAME_CHARS = 160                  # of a model or deployment name in a figure's heading
+MIN_FIGURE_WIDTH_INCHES = 5.8         # the narrowest figure (room for the colour bars)
+MIN_FIGURE_HEIGHT_INCHES = 3.4        # room for a colour bar's label beside a wide grid
+COLORBAR_PAD = 0.04                   # gap before a colour bar, as a fraction of the panels
+SRAM_NORM = (0.0, 100.0)              # % of the PE's SRAM: the scale is the PE, not the data
+BUSY_NORM = (0.0, 100.0)              # % of the simulated run
+MIN_OVERFLOW_SPAN = 10.0              # the red ramp spans at least 100..110 % of SRAM
 
 
 class PlotFiles(list):
@@ -185,8 +193,11 @@ def _panel_grid(n: int, aspect: float) -> tuple[int, int]:
 
 
 def _new_figure(rows: int, cols: int, n: int, dpi: int, extra_width: float,
-                extra_height: float) -> tuple[Figure, list]:
-    """A figure with ``n`` panels sized to the grid's aspect."""
+                extra_height: float) -> tuple[Figure, list, float]:
+    """A figure with ``n`` panels sized to the grid's aspect (``extra_width`` inches
+    beside them for tick labels and colour bars), its axes, and the width in inches
+    of one panel's heatmap: what its title may take, so that no title reaches a
+    neighbour, a colour bar or the figure's edge."""
     aspect = rows / cols
     prow, pcol = _panel_grid(n, aspect)
     side = PANEL_INCHES if n == 1 else max(1.6, PANEL_INCHES * 1.6 / max(prow, pcol) ** 0.5)
@@ -194,13 +205,14 @@ def _new_figure(rows: int, cols: int, n: int, dpi: int, extra_width: float,
     h = w * aspect
     if h > 7:  # keep very tall grids on a page
         h, w = 7.0, 7.0 / aspect
-    fig = Figure(figsize=(max(pcol * w + extra_width, 5.8), prow * h + extra_height), dpi=dpi,
-                 layout="constrained")
+    width = max(pcol * w + extra_width, MIN_FIGURE_WIDTH_INCHES)
+    height = max(prow * h + extra_height, MIN_FIGURE_HEIGHT_INCHES)
+    fig = Figure(figsize=(width, height), dpi=dpi, layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(prow, pcol, squeeze=False).ravel().tolist()
     for ax in axes[n:]:
         ax.set_visible(False)
-    return fig, axes[:n]
+    return fig, axes[:n], w
 
 
 def _show(ax, image: np.ndarray, rows: int, cols: int, gid: str = IMAGE_GID, **kwargs):
@@ -231,13 +243,14 @@ def _outlines(ax, result: Result, wafer: int) -> None:
 
 
 def _wafer_words(result: Result, wafer: int) -> str:
-    return ", ".join(result.partition[wafer].holds)
+    return printable(", ".join(result.partition[wafer].holds))
 
 
 def _heading(result: Result, what: str, wafers: list[int]) -> str:
     where = f"wafer {wafers[0]} of {result.wafers}" if len(wafers) == 1 else \
         f"{len(wafers)} wafers"
-    return f"{result.model.name} ({result.name}), {where}\n{what}"
+    return (f"{clipped(result.model.name, MAX_NAME_CHARS)} "
+            f"({clipped(result.name, MAX_NAME_CHARS)}), {where}\n{what}")
 
 
 def _wafer_title(result: Result, wafer: int, extra: str = "") -> str:
@@ -276,7 +289,7 @@ def placement_figure(result: Result, wafers: int | Sequence[int] | None = None,
                  and s.region.wafer in wl]
     layers = (min(layer_ids), max(layer_ids)) if layer_ids else (0, 0)
     lut = placement_colors(result, layers)
-    fig, axes = _new_figure(rows, cols, len(wl), dpi, 2.2, 1.2)
+    fig, axes, panel_inches = _new_figure(rows, cols, len(wl), dpi, 2.2, 1.2)
     k = _decimation(rows, cols, len(wl))
     sequential = result.strategy == "sequential"
     parts_seen: set[str] = set()
@@ -291,19 +304,19 @@ def placement_figure(result: Result, wafers: int | Sequence[int] | None = None,
             parts_seen.add("shared")
         if not sequential:
             _outlines(ax, result, w)
-        ax.set_title(_wafer_title(result, w), fontsize=_title_size(wl))
+        set_panel_title(ax, _wafer_title(result, w), panel_inches, _title_size(wl))
     _label_outer(axes, len(wl))
     what = "placement (colour: layer; blue attention, orange MLP)"
     if sequential:
         what = "placement, sequential: every PE holds every layer of its wafer"
-    fig.suptitle(_heading(result, what, wl), fontsize=10)
+    set_headings(fig, axes, _heading(result, what, wl), _title_size(wl))
     if {"attention", "mlp"} & parts_seen and layers[1] >= layers[0]:
         norm = Normalize(layers[0] - 0.5, layers[1] + 0.5)
         for part, cmap, label in (("attention", ATTENTION_CMAP, "attention: layer"),
                                   ("mlp", MLP_CMAP, "MLP: layer")):
             if part in parts_seen:
                 sm = ScalarMappable(norm, _ramp_cmap(cmap))
-                cb = fig.colorbar(sm, ax=axes, shrink=0.8, aspect=30, pad=0.01)
+                cb = fig.colorbar(sm, ax=axes, shrink=0.8, aspect=30, pad=COLORBAR_PAD)
                 cb.set_label(label)
                 cb.ax.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=8))
     handles = [Patch(color=c, label=lbl) for key, c, lbl in (
@@ -335,29 +348,24 @@ def _draw_sram(ax, used: np.ndarray, sram: int, rows: int, cols: int, k: int,
 
 def sram_figure(result: Result, wafers: int | Sequence[int] | None = None,
                 dpi: int = 100) -> Figure:
-    """Bytes used per PE (runtime reserve included) as a percentage of its SRAM; PEs
-    that need more than their SRAM are red (darker the further over) and counted in the
-    titles. The colour scale starts at 0 %, or, when 95 % of the PEs are over half
-    full, at the tens of percent below them (emptier PEs take its lowest colour)."""
+    """Bytes used per PE (runtime reserve included) as a percentage of its SRAM, on a
+    colour scale from 0 to 100 % of the PE's SRAM whatever the data (an idle wafer looks
+    empty, a full one full); PEs that need more than their SRAM are red (darker the
+    further over, on a ramp from 100 % to the fullest PE's need, at least 110 %) and
+    counted in the titles."""
     wl = _wafer_list(result, wafers)
     rows, cols = result.ledger.deployment.grid_shape
     sram = result.hardware.pe_sram_bytes
-    fig, axes = _new_figure(rows, cols, len(wl), dpi, 1.6, 1.0)
+    fig, axes, panel_inches = _new_figure(rows, cols, len(wl), dpi, 1.6, 1.0)
     k = _decimation(rows, cols, len(wl))
-    # holding every wafer's array at once (~7 MB per WSE-3 wafer) lets the scale see
-    # them all; past MAX_HELD_WAFERS they are read one at a time and the scale starts at 0
-    arrays = [used_map(result, w) for w in wl] if len(wl) <= MAX_HELD_WAFERS else None
     peak = max(result.partition[w].max_pe_bytes for w in wl)
-    # the scale starts at 0 %, or, when 95 % of the PEs are more than half full, at the
-    # tens of percent below them (so 90 % and 100 % look different; the rest clip)
-    low = min(float(np.percentile(a, 5)) for a in arrays) if arrays else 0.0
-    norm = Normalize(10 * math.floor(10 * low / sram) if low > sram / 2 else 0, 100)
-    over_norm = Normalize(100, max(100 * peak / sram, 100.5))
+    norm = Normalize(*SRAM_NORM)
+    over_norm = Normalize(100, max(100 * peak / sram, 100 + MIN_OVERFLOW_SPAN))
     total = 0
     im = ov_image = None
-    for i, (ax, w) in enumerate(zip(axes, wl)):
-        used = arrays[i] if arrays else used_map(result, w)
-        im, ov, count = _draw_sram(ax, used, sram, rows, cols, k, norm, over_norm)
+    for ax, w in zip(axes, wl):
+        im, ov, count = _draw_sram(ax, used_map(result, w), sram, rows, cols, k, norm,
+                                   over_norm)
         ov_image = ov or ov_image
         total += count
         fullest = result.partition[w].max_pe_bytes
@@ -367,16 +375,15 @@ def sram_figure(result: Result, wafers: int | Sequence[int] | None = None,
         else:
             extra = f"fullest {_pct(fullest / sram)}" + (
                 f", {count:,} over" if count else "")
-        ax.set_title(_wafer_title(result, w, extra), fontsize=_title_size(wl))
+        set_panel_title(ax, _wafer_title(result, w, extra), panel_inches, _title_size(wl))
     _label_outer(axes, len(wl))
     what = f"SRAM used per PE (% of {sram:,} B)"
     what += f"; {total:,} PEs overflow (red)" if total else "; no PE overflows"
-    fig.suptitle(_heading(result, what, wl), fontsize=10)
-    cb = fig.colorbar(im, ax=axes, shrink=0.8, aspect=30, pad=0.01,
-                      extend="min" if norm.vmin > 0 else "neither")
-    cb.set_label("SRAM used (%)")
+    set_headings(fig, axes, _heading(result, what, wl), _title_size(wl))
+    cb = fig.colorbar(im, ax=axes, shrink=0.8, aspect=30, pad=COLORBAR_PAD)
+    cb.set_label("SRAM used (% of the PE's)")
     if ov_image is not None:
-        cb = fig.colorbar(ov_image, ax=axes, shrink=0.8, aspect=30, pad=0.01)
+        cb = fig.colorbar(ov_image, ax=axes, shrink=0.8, aspect=30, pad=COLORBAR_PAD)
         cb.set_label("overflow: needs (% of SRAM)")
     return fig
 
@@ -411,7 +418,7 @@ def utilization_figure(result: Result, wafers: int | Sequence[int] | None = None
     perf = result.performance or {}
     interwafer = [float(b) for b in perf.get("link_busy") or []
                   if isinstance(b, (int, float))]  # one per wafer-to-wafer link
-    fig, axes = _new_figure(rows, cols, len(wl), dpi, 1.6, 1.0)
+    fig, axes, panel_inches = _new_figure(rows, cols, len(wl), dpi, 1.6, 1.0)
     k = _decimation(rows, cols, len(wl))
     cmap = matplotlib.colormaps["inferno"].with_extremes(bad=NO_DATA)
     busy = busy or {}
@@ -430,9 +437,8 @@ def utilization_figure(result: Result, wafers: int | Sequence[int] | None = None
                 known.append(busy[s.index])
         lut[0] = min(max(known), 1.0) * 100 if known else np.nan
         panels.append((lut[stages + 2], "busy per region"))
-    # the scale runs to the busiest PE drawn: at batch 1 a pipeline is mostly idle
-    top = max((float(np.nanmax(v)) for v, _ in panels if np.isfinite(v).any()), default=0)
-    norm = Normalize(0, min(max(top, 1e-3), 100))
+    # 0..100 % whatever the data: a pipeline at batch 1 is mostly idle, and must look so
+    norm = Normalize(*BUSY_NORM)
     im = None
     for ax, w, (values, label) in zip(axes, wl, panels):
         shown = _block_max(values, k)
@@ -442,12 +448,12 @@ def utilization_figure(result: Result, wafers: int | Sequence[int] | None = None
             if finite.size else f"{label}: no data"
         if w < len(interwafer):
             extra += f"\nlink to wafer {w + 1}: busy {100 * interwafer[w]:.3g}%"
-        ax.set_title(_wafer_title(result, w, extra), fontsize=_title_size(wl))
+        set_panel_title(ax, _wafer_title(result, w, extra), panel_inches, _title_size(wl))
     _label_outer(axes, len(wl))
     what = "link busy fraction per PE" if link_busy is not None else \
         "busy fraction per region"
-    fig.suptitle(_heading(result, what, wl), fontsize=10)
-    cb = fig.colorbar(im, ax=axes, shrink=0.8, aspect=30, pad=0.01)
+    set_headings(fig, axes, _heading(result, what, wl), _title_size(wl))
+    cb = fig.colorbar(im, ax=axes, shrink=0.8, aspect=30, pad=COLORBAR_PAD)
     cb.set_label("busy (% of the simulated run)")
     return fig
 

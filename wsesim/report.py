@@ -1,16 +1,24 @@
-"""Render a Result as text (rich tables), markdown or JSON."""
+"""Render a Result as text (rich tables), markdown or JSON.
+
+User text (names, notes, sources, paths) is printed literally: rich sees it as
+:class:`rich.text.Text`, never as markup, and control characters are escaped
+(:mod:`wsesim.literal`) so a name cannot break the layout.
+"""
 from __future__ import annotations
 
 import io
 import json
 from typing import Callable
 
-from rich.console import Console
+from rich.console import Console, JustifyMethod
 from rich.table import Table
+from rich.text import Text
 
+from wsesim.literal import markdown_literal, printable
 from wsesim.result import Result
 
 GB = 1e9
+GB_UNIT = "GB (10^9 B)"   # decimal gigabytes, said where the figures are
 
 
 def _gb(n: float) -> str:
@@ -18,14 +26,16 @@ def _gb(n: float) -> str:
 
 
 def memory_rows(r: Result) -> list[tuple[str, int]]:
-    """The itemized memory table, in the order a reader adds it up."""
+    """The itemized memory table, in the order a reader adds it up: bytes as stored on
+    the PEs, after cutting tensors into PE blocks."""
     m, it = r.memory, r.memory.items
     return [
         ("packed linear weights", it["linear_weights_bytes"]),
-        ("quantization scales + zeros (linear)", it["linear_metadata_bytes"]),
+        ("scales + zeros of the linear weights, as stored", it["linear_metadata_bytes"]),
         ("embedding table", it["embedding_table_bytes"]),
         ("LM head", it["lm_head_bytes"]),
-        ("scales + zeros (embeddings, LM head)", it["embedding_metadata_bytes"]),
+        ("scales + zeros of the embeddings and LM head, as stored",
+         it["embedding_metadata_bytes"]),
         ("norm weights and biases", it["norms_and_biases_bytes"]),
         ("KV cache", m.kv_cache_bytes),
         ("activation buffers", m.activation_bytes),
@@ -38,7 +48,8 @@ def envelope_gaps(r: Result) -> list[tuple[str, int]]:
     plus these is the total."""
     m, it = r.memory, r.memory.items
     return [
-        ("quantization scales + zeros", it["whole_metadata_bytes"]),
+        ("scales + zeros of every tensor, uncut (before PE blocks)",
+         it["whole_metadata_bytes"]),
         ("tensors wider than the weights (embeddings, LM head, norms)",
          it["whole_payload_bytes"] - m.naive_weights_bytes),
         ("KV cache", m.kv_cache_bytes),
@@ -47,6 +58,40 @@ def envelope_gaps(r: Result) -> list[tuple[str, int]]:
         ("cutting into PE blocks (groups stored twice, copies of vectors, padding)",
          it["cut_overhead_bytes"]),
     ]
+
+
+def waste_line(r: Result) -> str:
+    """The cut waste, saying which part is in the total and which is not."""
+    it = r.memory.items
+    return (f"cutting into PE blocks adds {it['cut_overhead_bytes']:,} B to the total "
+            f"above (groups stored twice, copies of vectors, padding); not in the total: "
+            f"{it['imbalance_bytes']:,} B that uneven cuts leave unused beside the "
+            f"largest blocks (PEs x largest block - blocks), and {it['idle_pes']:,} idle "
+            f"PEs (runtime reserve only)")
+
+
+def workload_words(r: Result) -> str:
+    w = r.workload
+    return (f"batch {w['batch_size']}, prompt {w['prompt_tokens']}, output "
+            f"{w['output_tokens']}, KV cache for {w['context_length']} tokens per sequence")
+
+
+def fewest_words(r: Result) -> str:
+    """The fewest wafers that fit and, when a count below missed, by how much."""
+    fewest = "none fits" if r.min_wafers is None else str(r.min_wafers)
+    if r.min_wafers_detail is not None:
+        fewest += f"; {r.min_wafers_detail.summary}"
+    return fewest
+
+
+def performance_title(r: Result) -> str:
+    """The performance section's title: marked when the plan does not fit."""
+    mem = r.memory
+    if mem.fits:
+        return "Performance"
+    return (f"Performance of a plan that DOES NOT FIT (its fullest PE needs "
+            f"{mem.max_pe_bytes:,} of {mem.pe_sram_bytes:,} B): the figures are for the "
+            "same plan as if it did")
 
 
 def _perf_rows(r: Result) -> list[tuple[str, str]]:
@@ -97,57 +142,61 @@ def candidate_rows(r: Result) -> list[tuple[str, str, str, str, str]]:
     return out
 
 
+def _t(text: object, style: str = "", justify: JustifyMethod | None = None) -> Text:
+    """User or generated text for rich, printed as it is (never read as markup)."""
+    return Text(printable(text), style=style, justify=justify)
+
+
 def render_text(r: Result, width: int = 110) -> str:
     buf = io.StringIO()
-    con = Console(file=buf, width=width, force_terminal=False, color_system=None)
+    con = Console(file=buf, width=width, force_terminal=False, color_system=None,
+                  markup=False, emoji=False, highlight=False)
+
+    def say(*parts: object) -> None:
+        con.print(_t("".join(str(p) for p in parts)))
+
     m = r.model
     hw = r.hardware
-    con.print(f"[bold]wsesim: {r.name}[/bold]")
-    con.print(f"model      {m.name}: {m.parameters:,} parameters, {m.layers} layers "
-              f"(hidden {m.hidden_size}, MLP {m.intermediate_size}, {m.attention_heads} "
-              f"heads / {m.kv_heads} KV heads of {m.head_dim}, vocab {m.vocab_size})")
-    con.print(f"hardware   {hw.name}: {hw.grid[0]} x {hw.grid[1]} PEs per wafer used, "
-              f"{hw.pe_sram_bytes:,} B SRAM per PE ({hw.runtime_reserve_bytes:,} B runtime), "
-              f"{hw.clock_hz / 1e9:g} GHz")
-    fewest = "none fits" if r.min_wafers is None else str(r.min_wafers)
-    con.print(f"wafers     {r.wafers}; fewest on which it fits: {fewest}")
-    con.print(f"mapping    {mapping_words(r)}")
+    con.print(_t(f"wsesim: {r.name}", style="bold"))
+    say(f"model      {m.name}: {m.parameters:,} parameters, {m.layers} layers "
+        f"(hidden {m.hidden_size}, MLP {m.intermediate_size}, {m.attention_heads} "
+        f"heads / {m.kv_heads} KV heads of {m.head_dim}, vocab {m.vocab_size})")
+    say(f"hardware   {hw.name}: {hw.grid[0]} x {hw.grid[1]} PEs per wafer used, "
+        f"{hw.pe_sram_bytes:,} B SRAM per PE ({hw.runtime_reserve_bytes:,} B runtime), "
+        f"{hw.clock_hz / 1e9:g} GHz")
+    say(f"wafers     {r.wafers}; fewest on which it fits: {fewest_words(r)}")
+    say(f"mapping    {mapping_words(r)}")
     for k, v in r.quantization.items():
-        con.print(f"{k:<10} {v}")
-    w = r.workload
-    con.print(f"workload   batch {w['batch_size']}, prompt {w['prompt_tokens']}, output "
-              f"{w['output_tokens']}, KV cache for {w['context_length']} tokens per sequence")
+        say(f"{k:<10} {v}")
+    say(f"workload   {workload_words(r)}")
 
     mem = r.memory
     t = Table(title="SRAM, summed over every PE", title_justify="left")
     t.add_column("item")
     t.add_column("bytes", justify="right")
-    t.add_column("GB", justify="right")
+    t.add_column(GB_UNIT, justify="right")
     for name, value in memory_rows(r):
-        t.add_row(name, f"{value:,}", _gb(value))
-    t.add_row("[bold]total[/bold]", f"{mem.total_bytes:,}", _gb(mem.total_bytes))
+        t.add_row(_t(name), f"{value:,}", _gb(value))
+    t.add_row(_t("total", style="bold"), f"{mem.total_bytes:,}", _gb(mem.total_bytes))
     t.add_row("capacity", f"{mem.capacity_bytes:,}", _gb(mem.capacity_bytes))
     con.print(t)
-    it = mem.items
-    con.print(f"of which: cutting overhead {it['cut_overhead_bytes']:,} B; PEs x largest "
-              f"block - blocks (uneven cuts) {it['imbalance_bytes']:,} B; idle PEs "
-              f"{it['idle_pes']:,}")
-    con.print(f"envelope: {m.parameters:,} parameters x weight bits / 8 = "
-              f"{_gb(mem.naive_weights_bytes)} GB of weights. It leaves out:")
+    say(waste_line(r))
+    say(f"envelope: {m.parameters:,} parameters x weight bits / 8 = "
+        f"{_gb(mem.naive_weights_bytes)} GB of weights (GB = 10^9 B). It leaves out:")
     for name, value in envelope_gaps(r):
-        con.print(f"  + {_gb(value):>8} GB  {name}")
-    con.print(f"  = {_gb(mem.total_bytes):>8} GB  in all, against {_gb(mem.capacity_bytes)} GB "
-              f"of SRAM on {r.wafers} wafer{'s' if r.wafers > 1 else ''}")
+        say(f"  + {_gb(value):>8} GB  {name}")
+    say(f"  = {_gb(mem.total_bytes):>8} GB  in all, against {_gb(mem.capacity_bytes)} GB "
+        f"of SRAM on {r.wafers} wafer{'s' if r.wafers > 1 else ''}")
     verdict = "FITS" if mem.fits else "DOES NOT FIT"
-    con.print(f"[bold]{verdict}[/bold]: fullest PE {mem.max_pe_bytes:,} of "
-              f"{mem.pe_sram_bytes:,} B")
-    con.print(f"limiting: {mem.limiting}")
+    con.print(Text.assemble((verdict, "bold"), printable(
+        f": fullest PE {mem.max_pe_bytes:,} of {mem.pe_sram_bytes:,} B")))
+    say(f"limiting: {mem.limiting}")
 
     p = Table(title="Partition", title_justify="left")
     for col in ("wafer", "holds", "used GB", "capacity GB", "fullest PE B", "fits"):
         p.add_column(col, justify="left" if col == "holds" else "right")
     for ws in r.partition:
-        p.add_row(str(ws.wafer), ", ".join(ws.holds), _gb(ws.used_bytes),
+        p.add_row(str(ws.wafer), _t(", ".join(ws.holds)), _gb(ws.used_bytes),
                   _gb(ws.capacity_bytes), f"{ws.max_pe_bytes:,}", "yes" if ws.fits else "NO")
     con.print(p)
     searched = candidate_rows(r)
@@ -160,46 +209,52 @@ def render_text(r: Result, width: int = 110) -> str:
         con.print(st)
     perf = _perf_rows(r)
     if perf:
-        pt = Table(title="Performance", title_justify="left")
+        pt = Table(title=_t(performance_title(r)), title_justify="left")
         pt.add_column("figure")
         pt.add_column("value", justify="right")
         for name, value in perf:
-            pt.add_row(name, value)
+            pt.add_row(_t(name), _t(value, justify="left" if name == "bottleneck" else None))
         con.print(pt)
+        for n in (r.performance or {}).get("notes") or []:
+            say(f"  performance note: {n}")
     if r.notes:
-        con.print("notes:")
+        say("notes:")
         for n in r.notes:
-            con.print(f"  - {n}")
-    con.print("assumptions:")
+            say(f"  - {n}")
+    say("assumptions:")
     for a in r.assumptions:
-        con.print(f"  - {a}")
+        say(f"  - {a}")
     return buf.getvalue()
 
 
 def render_markdown(r: Result) -> str:
     m, mem = r.model, r.memory
-    lines = [f"# wsesim: {r.name}", "",
-             f"- model: {m.name}, {m.parameters:,} parameters, {m.layers} layers",
-             f"- hardware: {r.hardware.name}, {r.hardware.grid[0]} x {r.hardware.grid[1]} "
-             f"PEs per wafer, {r.wafers} wafers",
-             f"- mapping: {mapping_words(r)}",
-             f"- fewest wafers that fit: {'none' if r.min_wafers is None else r.min_wafers}",
-             *(f"- {k}: {v}" for k, v in r.quantization.items()),
-             "", "## SRAM, summed over every PE", "", "| item | bytes | GB |",
+    md = markdown_literal
+    lines = [f"# wsesim: {md(r.name)}", "",
+             f"- model: {md(m.name)}, {m.parameters:,} parameters, {m.layers} layers",
+             f"- hardware: {md(r.hardware.name)}, {r.hardware.grid[0]} x "
+             f"{r.hardware.grid[1]} PEs per wafer, {r.wafers} wafer"
+             f"{'s' if r.wafers != 1 else ''}",
+             f"- mapping: {md(mapping_words(r))}",
+             f"- fewest wafers that fit: {md(fewest_words(r))}",
+             *(f"- {k}: {md(v)}" for k, v in r.quantization.items()),
+             f"- workload: {workload_words(r)}",
+             "", "## SRAM, summed over every PE", "", f"| item | bytes | {GB_UNIT} |",
              "| --- | ---: | ---: |"]
     for name, value in memory_rows(r):
-        lines.append(f"| {name} | {value:,} | {_gb(value)} |")
+        lines.append(f"| {md(name)} | {value:,} | {_gb(value)} |")
     lines += [f"| **total** | {mem.total_bytes:,} | {_gb(mem.total_bytes)} |",
               f"| capacity | {mem.capacity_bytes:,} | {_gb(mem.capacity_bytes)} |", "",
+              md(waste_line(r)), "",
               f"**{'Fits' if mem.fits else 'Does not fit'}**: fullest PE "
-              f"{mem.max_pe_bytes:,} of {mem.pe_sram_bytes:,} B. {mem.limiting}", "",
-              f"Envelope (parameters x bits / 8): {_gb(mem.naive_weights_bytes)} GB; it "
-              "leaves out:", ""]
-    lines += [f"- {_gb(v)} GB {n}" for n, v in envelope_gaps(r)]
+              f"{mem.max_pe_bytes:,} of {mem.pe_sram_bytes:,} B. {md(mem.limiting)}", "",
+              f"Envelope (parameters x bits / 8): {_gb(mem.naive_weights_bytes)} GB "
+              "(10^9 B); it leaves out:", ""]
+    lines += [f"- {_gb(v)} GB {md(n)}" for n, v in envelope_gaps(r)]
     lines += ["", "## Partition", "", "| wafer | holds | used GB | fullest PE B | fits |",
               "| ---: | --- | ---: | ---: | --- |"]
     for ws in r.partition:
-        lines.append(f"| {ws.wafer} | {', '.join(ws.holds)} | {_gb(ws.used_bytes)} | "
+        lines.append(f"| {ws.wafer} | {md(', '.join(ws.holds))} | {_gb(ws.used_bytes)} | "
                      f"{ws.max_pe_bytes:,} | {'yes' if ws.fits else 'no'} |")
     searched = candidate_rows(r)
     if searched:
@@ -209,11 +264,19 @@ def render_markdown(r: Result) -> str:
         lines += [f"| {' | '.join(row)} |" for row in searched]
     perf = _perf_rows(r)
     if perf:
-        lines += ["", "## Performance", "", "| figure | value |", "| --- | ---: |"]
-        lines += [f"| {n} | {v} |" for n, v in perf]
-    lines += ["", "## Assumptions", "", *(f"- {a}" for a in r.assumptions)]
+        title = performance_title(r)
+        head, _, rest = title.partition(": ")
+        lines += ["", f"## {md(head)}", ""]
+        if rest:
+            lines += [f"**{md(rest[0].upper() + rest[1:])}.**", ""]
+        lines += ["| figure | value |", "| --- | ---: |"]
+        lines += [f"| {md(n)} | {md(v)} |" for n, v in perf]
+        notes = (r.performance or {}).get("notes") or []
+        if notes:
+            lines += ["", *(f"- performance note: {md(n)}" for n in notes)]
+    lines += ["", "## Assumptions", "", *(f"- {md(a)}" for a in r.assumptions)]
     if r.notes:
-        lines += ["", "## Notes", "", *(f"- {n}" for n in r.notes)]
+        lines += ["", "## Notes", "", *(f"- {md(n)}" for n in r.notes)]
     return "\n".join(lines) + "\n"
 
 

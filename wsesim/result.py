@@ -5,6 +5,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from wsesim import __version__
+
 
 @dataclass
 class ModelSummary:
@@ -61,6 +63,18 @@ class MemorySummary:
 
 
 @dataclass
+class MinWafersDetail:
+    """By how much the last wafer count that did not fit missed: the count just below
+    ``min_wafers``, or, when no count fits, the largest count tried."""
+
+    wafers: int                   # the count that does not fit
+    over_bytes: int               # bytes above SRAM on its fullest PE
+    exact: bool                   # False: over_bytes is a lower bound (not planned)
+    fullest_pe: FullestPESummary | None   # where, when exact
+    summary: str                  # the same in words
+
+
+@dataclass
 class RegionSummary:
     stage: str
     row: int
@@ -94,10 +108,12 @@ class Result:
     memory: MemorySummary
     partition: list[WaferSummary]
     min_wafers: int | None
+    min_wafers_detail: MinWafersDetail | None = None
     performance: dict[str, Any] | None = None
     mapping: dict[str, Any] = field(default_factory=dict)
     assumptions: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    wsesim_version: str = __version__   # the version that computed this answer
     # the arrays behind the numbers (heatmaps, traces); not part of the JSON
     plan: Any = field(default=None, repr=False, compare=False, metadata={"internal": True})
     ledger: Any = field(default=None, repr=False, compare=False, metadata={"internal": True})
@@ -107,9 +123,12 @@ class Result:
                           metadata={"internal": True})
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON-serialisable answer (the contract's keys and the itemized detail)."""
-        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)
-                if not f.metadata.get("internal")}
+        """The JSON-serialisable answer (the contract's keys and the itemized detail),
+        the version that computed it first."""
+        out = {"wsesim_version": self.wsesim_version}
+        out.update((f.name, _plain(getattr(self, f.name))) for f in dataclasses.fields(self)
+                   if not f.metadata.get("internal") and f.name != "wsesim_version")
+        return out
 
 
 def _plain(value: Any) -> Any:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from wsesim.fit import fewest_wafers
+from wsesim.fit import search_wafers
 from wsesim.mapping.plan import Plan, make_plan, max_wafers
 from wsesim.memory import (
     CATEGORIES,
@@ -174,13 +174,14 @@ def simulate(dep: Deployment, with_performance: bool = True,
     searching = dep.mapping.strategy == "auto"
     known = {} if dep.wafers == "auto" or searching else {
         dep.wafers: make_plan(dep, dep.wafers)}
-    min_wafers = None
+    search = None
     if find_min_wafers or dep.wafers == "auto":
         if searching:
             from wsesim.planner import fewest_wafers_any
-            min_wafers = fewest_wafers_any(dep)
+            search = fewest_wafers_any(dep)
         else:
-            min_wafers = fewest_wafers(dep, known)
+            search = search_wafers(dep, known)
+    min_wafers = search.wafers if search is not None else None
     if dep.wafers == "auto":
         wafers = min_wafers or max_wafers(dep)
         if min_wafers is None:
@@ -190,14 +191,17 @@ def simulate(dep: Deployment, with_performance: bool = True,
         wafers = dep.wafers
     found = None
     if searching:
-        from wsesim.planner import search
-        found = search(dep, wafers)
+        from wsesim.planner import search as search_plans
+        found = search_plans(dep, wafers)
         plan = found.best.plan
         notes += found.notes
     else:
-        plan = known.get(wafers) or make_plan(dep, wafers)
+        if wafers not in known:
+            known[wafers] = make_plan(dep, wafers)
+        plan = known[wafers]
     ledger = build_ledger(plan)
     memory = memory_summary(ledger)
+    miss = search.miss(ledger) if search is not None else None
     performance = perf_model = timeline = None
     if with_performance:
         if found is not None and found.best.outcome is not None and not trace:
@@ -222,7 +226,7 @@ def simulate(dep: Deployment, with_performance: bool = True,
         workload={"batch_size": wl.batch_size, "prompt_tokens": wl.prompt_tokens,
                   "output_tokens": wl.output_tokens, "context_length": wl.kv_tokens},
         memory=memory, partition=partition_summary(ledger), performance=performance,
-        min_wafers=min_wafers,
+        min_wafers=min_wafers, min_wafers_detail=miss,
         assumptions=[*ASSUMPTIONS, *(performance_assumptions(plan) if performance else [])],
         notes=[*plan.notes, *notes], plan=plan, ledger=ledger, perf_model=perf_model,
         timeline=timeline)

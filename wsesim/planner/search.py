@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wsesim.errors import KeyedError
-from wsesim.fit import fewest_wafers_bound, fullest_pe_bounds, plan_fits
+from wsesim.fit import WaferSearch, fewest_wafers_bound, fullest_pe_bounds, plan_fits
 from wsesim.mapping.plan import Choice, Plan, max_wafers
 from wsesim.memory import fullest_pe_bytes
 from wsesim.perf.model import PerformanceModel, max_tokens_per_cycle
@@ -228,13 +228,16 @@ def _fit_boundary(maker: PlanMaker, rated: list[Candidate], balance: str, most: 
     return tried
 
 
-def fewest_wafers_any(dep: Deployment) -> int | None:
-    """The fewest wafers on which SOME plan the search considers fits (None if none
-    does up to one unit per wafer)."""
-    for wafers in range(fewest_wafers_bound(dep), max_wafers(dep) + 1):
+def fewest_wafers_any(dep: Deployment) -> WaferSearch:
+    """The fewest wafers on which SOME plan the search considers fits (``wafers`` None
+    if none does up to one unit per wafer), and on the count below it the plan that
+    comes closest to fitting (how far it misses is the answer's detail)."""
+    sram = dep.hardware.pe_sram_bytes
+    closest: dict[int, Plan] = {}
+    last = max_wafers(dep)
+    for wafers in range(fewest_wafers_bound(dep), last + 1):
         maker = PlanMaker(dep, wafers)
         most = stages_per_wafer(maker.units[0], wafers)
-        sram = dep.hardware.pe_sram_bytes
         plans = []
         for choice in choices(most):
             try:
@@ -243,13 +246,21 @@ def fewest_wafers_any(dep: Deployment) -> int | None:
                 continue
             low, high = fullest_pe_bounds(plan)
             if high <= sram:
-                return wafers
-            if low <= sram:
-                plans.append((low, plan))
-        for _, plan in sorted(plans, key=lambda x: x[0]):
+                return WaferSearch(dep, wafers, _below(wafers), closest)
+            plans.append((low, plan))
+        plans.sort(key=lambda x: x[0])
+        for low, plan in plans:
+            if low > sram:
+                break
             if plan_fits(plan):
-                return wafers
-    return None
+                return WaferSearch(dep, wafers, _below(wafers), closest)
+        if plans:
+            closest[wafers] = plans[0][1]
+    return WaferSearch(dep, None, last, closest)
+
+
+def _below(wafers: int) -> int | None:
+    return wafers - 1 if wafers > 1 else None
 
 
 def _rate_all(maker: PlanMaker, picks: list[Choice], batch: int) -> list[Candidate]:
