@@ -153,11 +153,11 @@ def _fake_cases(monkeypatch, off: bool = False):
     measurement."""
     import wsesim.validate as v
 
-    def fake(case):
+    def fake(case, loo=None):
         err = 0.5 if off else 0.01
         return v.CaseResult(case.spec.name, case.spec.metric, case.spec.measured,
                             case.spec.measured * (1 + err), err, case.spec.tolerance,
-                            case.spec.source)
+                            case.spec.source, case.hardware.name)
     monkeypatch.setattr(v, "run_case", fake)
 
 
