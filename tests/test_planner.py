@@ -22,14 +22,15 @@ from wsesim.run import simulate
 
 
 def tight(sram: int, batch: int = 1, objective: str = "tokens_per_s_per_user",
-          rows: int = 24, cols: int = 24, layers: int = 4, wafers: int | str = 1):
+          rows: int = 24, cols: int = 24, layers: int = 4, wafers: int | str = 1,
+          output_tokens: int = 16):
     """A 4-layer model at 3.5 bits on a small grid whose SRAM makes the mappings trade
     memory (groups cut in two on big regions) against speed."""
     return deployment(model=tiny_model(num_hidden_layers=layers),
                       hardware=tiny_hardware(rows=rows, cols=cols, sram=sram, reserve=1000),
                       wafers=wafers, quantization={"weights": "w3.5-g128"},
                       workload={"batch_size": batch, "prompt_tokens": 16,
-                                "output_tokens": 16},
+                                "output_tokens": output_tokens},
                       mapping={"strategy": "auto", "objective": objective})
 
 
@@ -59,9 +60,12 @@ def exhaustive(dep, wafers: int = 1):
 @pytest.mark.parametrize("sram,batch,objective", [
     (7000, 1, "tokens_per_s_per_user"), (7500, 1, "tokens_per_s_per_user"),
     (8100, 1, "tokens_per_s_per_user"), (6500, 1, "tokens_per_s_per_user"),
-    (7500, 8, "tokens_per_s"), (9000, 16, "tokens_per_s")])
+    (9000, 8, "tokens_per_s"), (12000, 16, "tokens_per_s"), (20000, 32, "tokens_per_s")])
 def test_the_search_finds_what_an_exhaustive_enumeration_finds(sram, batch, objective):
-    dep = tight(sram, batch, objective)
+    """64 output tokens: the rating is a steady-state one (a full pipeline); with a
+    handful of tokens the fill and drain of a deep pipeline dominate and the rating's
+    order can be far from the simulation's (the finalists are simulated, the rest not)."""
+    dep = tight(sram, batch, objective, output_tokens=64)
     found = search(dep, 1)
     best = exhaustive(dep)
     assert best is not None and found.best.fits
