@@ -111,3 +111,11 @@ def test_layout_keeps_consecutive_stages_adjacent():
         touching_rows = a.row0 <= b.row0 + b.rows and b.row0 <= a.row0 + a.rows
         touching_cols = a.col0 <= b.col0 + b.cols and b.col0 <= a.col0 + a.cols
         assert touching_rows and touching_cols
+
+
+def test_a_heavy_stage_among_light_ones_still_gets_a_layout():
+    """Weight-balanced bands can give one band more stages than rows (found by
+    hypothesis: 12 stages on 6 x 6); equal-count bands still tile the grid."""
+    regions = layout_regions([1, 1, 1, 1, 7] + [1] * 7, 6, 6)
+    assert len(regions) == 12
+    assert sum(r.pes for r in regions) == 36

@@ -64,10 +64,20 @@ def apportion(weights: Sequence[float], total: int) -> list[int]:
     return sizes
 
 
+def _band_groups(weights: Sequence[float], bands: int, rows: int) -> list[range]:
+    """Contiguous groups of stages, one per band, balanced by weight; if that gives a band
+    more stages than it has rows (one heavy stage among light ones), groups of equal
+    counts instead (ceil(n / bands) <= rows is checked by the caller)."""
+    groups = partition_contiguous(weights, bands)
+    if max(len(g) for g in groups) <= rows:
+        return groups
+    return partition_contiguous([1.0] * len(weights), bands)
+
+
 def _column_bands(weights: Sequence[float], rows: int, cols: int, bands: int,
                   ) -> list[tuple[int, int, int, int]]:
     """(row0, col0, rows, cols) per stage: ``bands`` full-height column bands."""
-    groups = partition_contiguous(weights, bands)
+    groups = _band_groups(weights, bands, rows)
     widths = apportion([sum(weights[i] for i in g) for g in groups], cols)
     boxes = []
     col = 0
