@@ -205,3 +205,18 @@ def test_a_floor_on_the_rate_per_user_is_respected():
     assert not held.notes
     unreachable = with_floor(quickest * 100)
     assert any("reaches" in n for n in unreachable.notes)
+
+
+def test_a_sweep_takes_strategy_auto_at_every_point(tmp_path):
+    """Rows name the concrete plan each point chose, and the fewest wafers are those on
+    which some plan fits."""
+    from wsesim.sweeps import run_sweep
+    base = tight(6200, layers=6).model_dump(mode="json")
+    outcome = run_sweep({"name": "auto", "base": base,
+                         "grid": {"wafers": [1, 2], "workload.batch_size": [1, 2]}},
+                        tmp_path / "out", workers=1)
+    rows = outcome.rows
+    assert len(rows) == 4 and not any(r["error"] for r in rows)
+    assert all(r["strategy"] in ("pipeline", "sequential", "grouped") for r in rows)
+    brute = simulate(tight(6200, layers=6, wafers="auto")).wafers
+    assert {r["min_wafers"] for r in rows if r["workload.batch_size"] == 1} == {brute}

@@ -166,6 +166,15 @@ def mapping_summary(dep: Deployment, plan: Plan, found: Any = None) -> dict[str,
     return out
 
 
+def fewest_wafers_search(dep: Deployment, known: dict | None = None) -> Any:
+    """The search for the fewest wafers a deployment asks for: on which its own strategy
+    fits, or with ``strategy: auto`` on which some plan fits (a ``WaferSearch``)."""
+    if dep.mapping.strategy == "auto":
+        from wsesim.planner import fewest_wafers_any
+        return fewest_wafers_any(dep)
+    return search_wafers(dep, known)
+
+
 def simulate(dep: Deployment, with_performance: bool = True,
              find_min_wafers: bool = True, trace: bool = False) -> Result:
     """Plan ``dep`` (finding the fewest wafers for ``wafers: auto``), account every PE's
@@ -174,13 +183,8 @@ def simulate(dep: Deployment, with_performance: bool = True,
     searching = dep.mapping.strategy == "auto"
     known = {} if dep.wafers == "auto" or searching else {
         dep.wafers: make_plan(dep, dep.wafers)}
-    search = None
-    if find_min_wafers or dep.wafers == "auto":
-        if searching:
-            from wsesim.planner import fewest_wafers_any
-            search = fewest_wafers_any(dep)
-        else:
-            search = search_wafers(dep, known)
+    search = fewest_wafers_search(dep, known) \
+        if find_min_wafers or dep.wafers == "auto" else None
     min_wafers = search.wafers if search is not None else None
     if dep.wafers == "auto":
         wafers = min_wafers or max_wafers(dep)

@@ -152,12 +152,12 @@ def min_wafers_task(base: Mapping[str, Any], params: Mapping[str, Any], source: 
     """Fewest wafers of the base with a point's keys set (its ``wafers`` ignored), shared
     by every point of a sweep that differs only in ``wafers``; and the error, "" if
     none. Runs in a worker, like the points."""
-    from wsesim.fit import fewest_wafers
+    from wsesim.run import fewest_wafers_search
     from wsesim.specs import deployment_from_mapping
 
     try:
         data = apply_point(base, params, base_dir)
         dep = deployment_from_mapping({**data, "wafers": "auto"}, source, Path(base_dir))
-        return fewest_wafers(dep), ""
+        return fewest_wafers_search(dep).wafers, ""
     except Exception as exc:  # noqa: BLE001 - reported in the rows that need it
         return None, error_line(exc)
