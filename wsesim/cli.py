@@ -3,9 +3,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from typing import Sequence
 
-from wsesim.errors import KeyedError, SpecError, SweepInterrupted, located
+from wsesim.errors import (
+    KeyedError,
+    SpecError,
+    SweepInterrupted,
+    escape,
+    located,
+    show_warning,
+)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -85,13 +93,12 @@ def _cmd_formats(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    import json
-
+    from wsesim import strict_json
     from wsesim.validate import find_cases, load_case, run_case
 
     results = [run_case(load_case(p)) for p in find_cases(args.cases)]
     if args.format == "json":
-        print(json.dumps([r.to_dict() for r in results], indent=2))
+        print(strict_json.dumps([r.to_dict() for r in results], indent=2))
     else:
         from rich.console import Console
         from rich.table import Table
@@ -156,6 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    with warnings.catch_warnings():   # a SpecWarning is one line on stderr
+        warnings.showwarning = show_warning
+        return _dispatch(args)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     try:
         return args.func(args)
     except SpecError as exc:
@@ -166,7 +179,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except OSError as exc:  # an output path that cannot be written (--out, --plots...)
         where = exc.filename if exc.filename is not None else args.command
-        print(f"error: {where}: (top level): {exc.strerror or exc}", file=sys.stderr)
+        print(f"error: {escape(str(where))}: (top level): {escape(str(exc.strerror or exc))}",
+              file=sys.stderr)
         return 2
     except SweepInterrupted as exc:
         print(f"error: {args.command}: (top level): {' '.join(str(exc).split())}",

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import io
-import json
 from typing import Callable
 
 from rich.console import Console
 from rich.table import Table
 
+from wsesim import strict_json
 from wsesim.result import Result
 
 GB = 1e9
@@ -170,7 +170,8 @@ def render_markdown(r: Result) -> str:
 
 
 def render_json(r: Result) -> str:
-    return json.dumps(r.to_dict(), indent=2) + "\n"
+    """The result as strict JSON (never ``NaN`` or ``Infinity``)."""
+    return strict_json.dumps(r.to_dict(), indent=2) + "\n"
 
 
 RENDERERS: dict[str, Callable[[Result], str]] = {

@@ -121,7 +121,9 @@ def memory_summary(ledger: MemoryLedger) -> MemorySummary:
         limiting=_limiting(ledger, fp, total, capacity), items=items,
         fullest_pe=FullestPESummary(fp.wafer, fp.row, fp.col, fp.stage, fp.bytes,
                                     fp.by_category),
-        naive_weights_bytes=int(dep.model.parameters * dep.quantization.weights.bits / 8),
+        # bits are whole or half: exact in integers (a float product rounds past 2**53)
+        naive_weights_bytes=dep.model.parameters * int(2 * dep.quantization.weights.bits)
+        // 16,
     )
 
 
