@@ -42,7 +42,7 @@ MAX_BATCH = 2**16           # batch_size: 65,536 sequences (serving batches: hun
 
 # ---- hardware and mapping -------------------------------------------------------
 MAX_GRID_SIDE = 4096        # grid rows or cols (WSE-3: 1,170 x 755)
-MAX_GRID_PES = 2**22        # PEs per wafer: 4,194,304 (WSE-3: 900,000)
+MAX_GRID_PES = 2**21        # PEs per wafer: 2,097,152, 2.4x WSE-3 (per-PE arrays: ~500 MB at most)
 MAX_PE_SRAM_BYTES = 2**24   # SRAM per PE: 16 MiB (WSE-3: 48 KiB)
 MAX_WAFERS = 4096           # wafers (a deployment needs a handful)
 MAX_PE_COUNT = 2**32        # vendor_pe_count, a reference figure only
@@ -62,7 +62,7 @@ MAX_OPS_PER_ELEMENT = 1e4    # vector instructions per element or per weight (WS
 # (decode steps + prompt chunks) x elements floats.
 MAX_TOKEN_STEPS = 2**21      # batch x (decode steps + prompt chunks): ~15-45 s
 MAX_ELEMENT_VISITS = 2**30   # token steps x pipeline elements: ~40 s
-MAX_STEP_ELEMENTS = 2**24    # (decode steps + prompt chunks) x elements: ~300 MB of tables
+MAX_STEP_ELEMENTS = 2**23    # (decode steps + prompt chunks) x elements: ~350 MB at most
 # fabric-check simulates every PE of every stage: layers x rows x cols PEs at most
 # (a 128 x 128 grid with 2 layers, or 8 x 8 with 512: ~10 s and ~450 MB)
 MAX_FABRIC_CHECK_PE_LAYERS = 2**15

@@ -155,18 +155,23 @@ class Deployment(BaseModel):
                 "lower workload.batch_size or workload.context_length")
         steps, chunks, elements = simulation_size(self)
         token_steps = wl.batch_size * (steps + chunks)
-        what = (f"the simulation sends batch_size x (decode steps + prompt chunks) = "
-                f"{wl.batch_size:,} x ({steps:,} + {chunks:,}) = {token_steps:,} tokens "
-                f"through up to {elements:,} pipeline elements")
-        fix = ("; lower workload.batch_size, workload.output_tokens or "
-               "workload.prompt_tokens (or raise simulation.prefill_chunk_tokens)")
-        for value, budget, name in (
-                (token_steps, MAX_TOKEN_STEPS, "token steps"),
-                (token_steps * elements, MAX_ELEMENT_VISITS, "element visits"),
-                ((steps + chunks) * elements, MAX_STEP_ELEMENTS, "steps x elements")):
+        sends = (f"the simulation sends batch_size x (decode steps + prompt chunks) = "
+                 f"{wl.batch_size:,} x ({steps:,} + {chunks:,}) = {token_steps:,} token "
+                 "steps")
+        for value, budget, what in (
+                (token_steps, MAX_TOKEN_STEPS, sends),
+                (token_steps * elements, MAX_ELEMENT_VISITS,
+                 f"{sends} through up to {elements:,} pipeline elements = "
+                 f"{token_steps * elements:,} element visits"),
+                ((steps + chunks) * elements, MAX_STEP_ELEMENTS,
+                 f"the simulation's tables hold (decode steps + prompt chunks) x pipeline "
+                 f"elements = ({steps:,} + {chunks:,}) x {elements:,} = "
+                 f"{(steps + chunks) * elements:,} figures")):
             if value > budget:
-                raise KeyedError("workload", f"{what}: {value:,} {name}, more than the "
-                                 f"budget of {budget:,} (a bound of wsesim){fix}")
+                raise KeyedError("workload", f"{what}, more than the budget of {budget:,} "
+                                 "(a bound of wsesim); lower workload.batch_size, "
+                                 "workload.output_tokens or workload.prompt_tokens (or "
+                                 "raise simulation.prefill_chunk_tokens)")
 
     @property
     def kv_tokens(self) -> int:

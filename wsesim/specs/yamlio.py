@@ -105,7 +105,7 @@ def _check_yaml_events(text: str, path: Path) -> None:
 
     def check(event: Any, height: int) -> None:
         if len(stack) + height > MAX_NESTING:
-            raise SpecError(path, where(), f"nested more than {MAX_NESTING} levels deep"
+            raise SpecError(path, _outer(where()), f"nested more than {MAX_NESTING} levels deep"
                             f"{_mark(event.start_mark)} (a bound of wsesim)")
         if count > MAX_NODES:
             raise SpecError(path, where(), f"more than {MAX_NODES:,} values once aliases "
@@ -150,6 +150,12 @@ def _check_yaml_events(text: str, path: Path) -> None:
                 anchors[frame.anchor] = (count - frame.start, frame.height)
             if stack:
                 stack[-1].took(frame.height)
+
+
+def _outer(where: str) -> str:
+    """The outer keys of a deep path (``extra.0.0.0...`` -> ``extra.0``): the line and
+    column say the rest."""
+    return ".".join(where.split(".")[:2])
 
 
 def _note_key(frame: _Frame, event: Any, resolver: Any, path: Path) -> None:
@@ -213,7 +219,7 @@ def _check_depth(data: Any, path: Path) -> None:
         value, depth, where = todo.pop()
         if isinstance(value, (dict, list)):
             if depth + 1 > MAX_NESTING:
-                raise SpecError(path, where, f"nested more than {MAX_NESTING} levels deep "
+                raise SpecError(path, _outer(where), f"nested more than {MAX_NESTING} levels deep "
                                 "(a bound of wsesim)")
             items = value.items() if isinstance(value, dict) else enumerate(value)
             for k, v in items:
