@@ -283,18 +283,22 @@ def test_attention_reads_at_most_the_window():
     assert cost(tiny_model(), 2000) > cost(windowed, 2000)
 
 
-@pytest.mark.parametrize("over,key", [
+@pytest.mark.parametrize("over,key,words", [
     ({"model_type": "qwen2", "use_sliding_window": True, "max_window_layers": 14},
-     "max_window_layers"),
-    ({"layer_types": ["full_attention"] * 14 + ["sliding_attention"] * 14}, "layer_types"),
-    ({"layer_types": ["chunked_attention"] * 28}, "layer_types"),
-    ({"layer_types": ["full_attention"] * 3}, "layer_types"),
+     "max_window_layers", "different attention kinds"),
+    ({"layer_types": ["full_attention"] * 14 + ["sliding_attention"] * 14}, "layer_types",
+     "different attention kinds"),
+    ({"layer_types": ["chunked_attention"] * 28}, "layer_types", "not modelled"),
+    ({"layer_types": ["full_attention"] * 3}, "layer_types", "3 entries for 28 layers"),
 ])
-def test_layers_of_different_attention_kinds_are_refused(over, key):
+def test_layers_of_different_attention_kinds_are_refused(over, key, words, tmp_path):
+    cfg = {**QWEN2_7B, **over}
     with pytest.raises(SpecError) as info:
-        load_model({**{k: v for k, v in QWEN2_7B.items() if k not in IGNORED_HF_KEYS},
-                    **over})
-    assert info.value.key == f"model.{key}"
+        load_model(str(config_file(tmp_path, cfg)))
+    assert info.value.key == key and words in info.value.message
+    with pytest.raises(SpecError) as info:   # and in a model YAML
+        load_model({k: v for k, v in cfg.items() if k not in IGNORED_HF_KEYS})
+    assert info.value.key == f"model.{key}" and words in info.value.message
 
 
 @pytest.mark.parametrize("over,window", [

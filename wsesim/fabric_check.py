@@ -28,6 +28,7 @@ from wsesim.specs.bounds import (
     MAX_FABRIC_CHECK_PE_LAYERS,
     MAX_GRID_SIDE,
     MAX_GROUPS,
+    MAX_HEADS,
     MAX_LAYERS,
     MAX_PROMPT_TOKENS,
     MAX_WIDTH,
@@ -70,6 +71,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 MIN_SHOWN_SHARE = 0.005   # causes under 0.5% of the cycles are left out of the text
+# the stage operations build a LLaMA-shaped model with heads of 64: its head count (and
+# its MLP, 8/3 as wide) stay within the specs' bounds up to this hidden size
+MAX_STAGE_HIDDEN = 64 * MAX_HEADS
 
 
 def _int(value: Any, key: str, low: int = 1, high: int = MAX_WIDTH) -> int:
@@ -143,7 +147,8 @@ def main(args: argparse.Namespace) -> int:
     op = _choice(args.op, "op", OPS)
     fmt = _choice(args.format, "--format", ("text", "json"))
     rows, cols = (_int(v, "--grid", high=MAX_GRID_SIDE) for v in args.grid)
-    elements = _int(args.elements, "--elements")
+    elements = _int(args.elements, "--elements",
+                    high=MAX_STAGE_HIDDEN if op in STAGE_OPS else MAX_WIDTH)
     algorithm = _choice(args.algorithm, "--algorithm", ("auto", "chain", "tree",
                                                         "two-level"))
     groups = _int(args.groups, "--groups", high=MAX_GROUPS) \

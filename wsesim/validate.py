@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from wsesim.errors import SpecError
+from wsesim.errors import SpecError, shown
 from wsesim.paths import validation_dir
 from wsesim.specs import Deployment, deployment_from_mapping
 from wsesim.specs.bounds import number
@@ -35,7 +35,7 @@ class CaseSpec(BaseModel):
     @classmethod
     def _known_metric(cls, value: str) -> str:
         if value not in METRICS:
-            raise ValueError(f"'{value}' is not a performance metric"
+            raise ValueError(f"{shown(value)} is not a performance metric"
                              f"{did_you_mean(value, list(METRICS))}; one of {', '.join(METRICS)}")
         return value
 

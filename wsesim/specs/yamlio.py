@@ -105,8 +105,8 @@ def _check_yaml_events(text: str, path: Path) -> None:
 
     def check(event: Any, height: int) -> None:
         if len(stack) + height > MAX_NESTING:
-            raise SpecError(path, _outer(where()), f"nested more than {MAX_NESTING} levels deep"
-                            f"{_mark(event.start_mark)} (a bound of wsesim)")
+            raise SpecError(path, _outer(where()), f"nested more than {MAX_NESTING} levels "
+                            f"deep{_mark(event.start_mark)} (a bound of wsesim)")
         if count > MAX_NODES:
             raise SpecError(path, where(), f"more than {MAX_NODES:,} values once aliases "
                             f"are expanded{_mark(event.start_mark)} (a bound of wsesim)")
@@ -139,7 +139,7 @@ def _check_yaml_events(text: str, path: Path) -> None:
                 parent.took(height)
         elif isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
             if is_key:
-                parent.key = "?"   # a key that is itself a mapping or list  # type: ignore[union-attr]
+                parent.key = "?"  # type: ignore[union-attr]  # a key that is a mapping
             count += 1
             check(event, 1)
             stack.append(_Frame(where(), isinstance(event, yaml.MappingStartEvent),
