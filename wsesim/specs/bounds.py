@@ -58,11 +58,11 @@ MAX_OPS_PER_ELEMENT = 1e4    # vector instructions per element or per weight (WS
 # ---- simulation work ------------------------------------------------------------
 # The tile simulation sends every sequence's tokens (and prompt chunks) one by one
 # through every element of the pipeline (stages, paths into them, wafer links): about
-# 7 us per token plus 30 ns per element visited on the test machine, and two tables of
-# (decode steps + prompt chunks) x elements floats.
-MAX_TOKEN_STEPS = 2**21      # batch x (decode steps + prompt chunks): ~15-45 s
-MAX_ELEMENT_VISITS = 2**30   # token steps x pipeline elements: ~40 s
-MAX_STEP_ELEMENTS = 2**23    # (decode steps + prompt chunks) x elements: ~350 MB at most
+# 7 us per token plus 30 ns per element visited on the test machine (2 cores), and two
+# tables of (decode steps + prompt chunks) x elements floats. At each budget:
+MAX_TOKEN_STEPS = 2**21      # batch x (decode steps + prompt chunks): 8B, 64 x 32,768: 19 s
+MAX_ELEMENT_VISITS = 2**30   # token steps x elements: 405B on 6 wafers, 127 x 16,000: 31 s
+MAX_STEP_ELEMENTS = 2**23    # (decode steps + prompt chunks) x elements: 430 MB at peak
 # fabric-check simulates every PE of every stage: layers x rows x cols PEs at most
 # (a 128 x 128 grid with 2 layers, or 8 x 8 with 512: ~10 s and ~450 MB)
 MAX_FABRIC_CHECK_PE_LAYERS = 2**15

@@ -189,7 +189,6 @@ class Deployment(BaseModel):
         return (self.hardware.grid_rows, self.hardware.grid_cols)
 
 
-
 def simulation_size(dep: Deployment) -> tuple[int, int, int]:
     """(decode steps, prompt chunks, pipeline elements at most) of the tile simulation
     of ``dep``: every sequence sends its prompt chunks, then its decode steps, one by one
