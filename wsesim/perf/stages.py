@@ -37,6 +37,7 @@ class Kernels:
     attention_heads: int
     strategy: str
     prompt_tokens: int
+    window: int | None = None   # sliding window: tokens attended to at most
 
     @classmethod
     def of(cls, dep: Deployment) -> "Kernels":
@@ -44,7 +45,15 @@ class Kernels:
         return cls(Fabric.of(hw), PECompute.of(hw, q.activations), q.activations.bits / 8,
                    dep.mapping.allreduce, dep.mapping.allreduce_groups,
                    dep.model.num_attention_heads, dep.mapping.strategy,
-                   dep.workload.prompt_tokens)
+                   dep.workload.prompt_tokens, dep.model.attention_window)
+
+    def attended(self, context: Num) -> Num:
+        """Tokens a token at ``context`` attends to: all of them, or the window's."""
+        if self.window is None:
+            return context
+        if isinstance(context, (int, np.integer)):
+            return min(int(context), self.window)
+        return np.minimum(context, self.window)
 
     def allreduce(self, n: int, elements: Num) -> Cost:
         return self.fabric.best_allreduce(n, elements, self.act_bytes, self.algorithm,
@@ -113,7 +122,7 @@ def attention_cost(kn: Kernels, content: StageContent, rows: int, cols: int,
     heads = kn.attention_heads
     heads_per_col = math.ceil(heads / cols)
     cols_per_head = math.ceil(cols / heads)
-    local_tokens = np.ceil(np.asarray(context, dtype=float) / rows)
+    local_tokens = np.ceil(np.asarray(kn.attended(context), dtype=float) / rows)
     scores = local_tokens * heads_per_col * tokens
     parts = [
         _norm(kn, h_r, rows, tokens),
@@ -245,7 +254,7 @@ def attention_prefill_meshgemm(kn: Kernels, content: StageContent, rows: int, co
     # scores = Q K^T: every step reduces its partial tile along the row to a root that
     # rotates from step to step, so successive reductions overlap: each step pays the
     # tile's wavelets and a phase, the chain's latency is paid once
-    context = tokens if context is None else int(context)
+    context = tokens if context is None else int(kn.attended(int(context)))
     kt, nt = math.ceil(d / steps), math.ceil(context / cols)
     reduce = kn.fabric.chain(math.ceil((cols - 1) / 2), 1, mt * nt, kn.act_bytes)
     per_step = Cost(bandwidth=reduce.bandwidth, overhead=reduce.overhead)

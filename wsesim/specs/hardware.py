@@ -5,14 +5,23 @@ its source; nothing here has a hidden default for a hardware number.
 """
 from __future__ import annotations
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    NonNegativeFloat,
-    NonNegativeInt,
-    PositiveFloat,
-    PositiveInt,
-    model_validator,
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from wsesim.specs.bounds import (
+    MAX_GRID_PES,
+    ClockHz,
+    Colors,
+    ColorsReserved,
+    GridSide,
+    LatencyCycles,
+    LatencyS,
+    LinkBytesPerS,
+    OpsPerElement,
+    PECount,
+    PESramBytes,
+    PositiveOpsPerElement,
+    Rate,
+    ReserveBytes,
 )
 
 # What the kernels look up in a profile: vector instructions per element of these
@@ -31,11 +40,11 @@ class KernelProfile(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    vector_op_cycles: NonNegativeFloat       # fixed issue cost of one vector instruction
-    comm_step_cycles: NonNegativeFloat       # fixed cost of one synchronized fabric phase
-    add_cycles: NonNegativeFloat             # receive-add-forward of one wavelet in a chain
-    elementwise_ops: dict[str, PositiveFloat]  # vector instructions per element, by function
-    dequant_ops_per_weight: dict[str, NonNegativeFloat]  # SIMD ops per weight, by format
+    vector_op_cycles: LatencyCycles          # fixed issue cost of one vector instruction
+    comm_step_cycles: LatencyCycles          # fixed cost of one synchronized fabric phase
+    add_cycles: LatencyCycles                # receive-add-forward of one wavelet in a chain
+    elementwise_ops: dict[str, PositiveOpsPerElement]  # vector instructions per element
+    dequant_ops_per_weight: dict[str, OpsPerElement]  # SIMD ops per weight, by format
     calibrated: dict[str, str] = {}
 
     @model_validator(mode="after")
@@ -56,23 +65,23 @@ class HardwareProfile(BaseModel):
 
     name: str
     description: str = ""
-    vendor_pe_count: PositiveInt | None = None  # marketing figure, for reference only
-    grid_rows: PositiveInt                      # usable program grid
-    grid_cols: PositiveInt
-    pe_sram_bytes: PositiveInt
-    runtime_reserve_bytes: NonNegativeInt       # per PE, taken by the runtime
-    clock_hz: PositiveFloat
-    macs_per_cycle: dict[str, PositiveFloat]    # per PE, by arithmetic type (fp16, fp32)
-    sram_read_bytes_per_cycle: PositiveFloat    # per PE
-    sram_write_bytes_per_cycle: PositiveFloat   # per PE
-    link_bytes_per_cycle: PositiveFloat         # per link, per direction
-    hop_latency_cycles: NonNegativeFloat        # router to router
-    ramp_latency_cycles: NonNegativeFloat       # router <-> PE
-    turn_latency_cycles: NonNegativeFloat = 0.0  # extra cost of a turn in the mesh
-    colors: PositiveInt                         # routing colors (virtual channels)
-    colors_reserved: NonNegativeInt = 0
-    interwafer_bytes_per_s: PositiveFloat       # per wafer, each direction
-    interwafer_latency_s: NonNegativeFloat
+    vendor_pe_count: PECount | None = None      # marketing figure, for reference only
+    grid_rows: GridSide                         # usable program grid
+    grid_cols: GridSide
+    pe_sram_bytes: PESramBytes
+    runtime_reserve_bytes: ReserveBytes         # per PE, taken by the runtime
+    clock_hz: ClockHz
+    macs_per_cycle: dict[str, Rate]             # per PE, by arithmetic type (fp16, fp32)
+    sram_read_bytes_per_cycle: Rate             # per PE
+    sram_write_bytes_per_cycle: Rate            # per PE
+    link_bytes_per_cycle: Rate                  # per link, per direction
+    hop_latency_cycles: LatencyCycles           # router to router
+    ramp_latency_cycles: LatencyCycles          # router <-> PE
+    turn_latency_cycles: LatencyCycles = 0.0    # extra cost of a turn in the mesh
+    colors: Colors                              # routing colors (virtual channels)
+    colors_reserved: ColorsReserved = 0
+    interwafer_bytes_per_s: LinkBytesPerS       # per wafer, each direction
+    interwafer_latency_s: LatencyS
     kernel: KernelProfile
 
     @model_validator(mode="after")
@@ -82,6 +91,10 @@ class HardwareProfile(BaseModel):
                 f"runtime_reserve_bytes {self.runtime_reserve_bytes} leaves no SRAM of "
                 f"pe_sram_bytes {self.pe_sram_bytes}"
             )
+        if self.grid_rows * self.grid_cols > MAX_GRID_PES:
+            raise ValueError(
+                f"grid_rows x grid_cols = {self.grid_rows * self.grid_cols:,} PEs must be "
+                f"at most {MAX_GRID_PES:,} (a bound of wsesim)")
         if self.colors_reserved >= self.colors:
             raise ValueError("colors_reserved must be fewer than colors")
         if "fp16" not in self.macs_per_cycle:
