@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 from typing import Sequence
 
 from wsesim import __version__
-from wsesim.errors import KeyedError, SpecError, SweepInterrupted, located
+from wsesim.errors import KeyedError, SpecError, SweepInterrupted, located, show_warning
 from wsesim.literal import printable
 
 BROKEN_PIPE_EXIT = 141   # 128 + SIGPIPE: what a shell reports for a reader that went away
@@ -147,12 +148,13 @@ def _positive_int(text: str) -> int:
 def _shipped_names(folder: Path, what: str) -> list[str]:
     """Names of the shipped YAML files in ``folder``; none is an error (a broken install
     or a ``WSESIM_HOME`` without that folder), not an empty listing."""
-    from wsesim.paths import shown, where_from
+    from wsesim.errors import escape
+    from wsesim.paths import where_from
     from wsesim.specs import shipped
 
     names = shipped(folder)
     if not names:
-        raise SpecError(shown(folder), "", f"no {what} files (*.yaml) in this folder; "
+        raise SpecError(escape(str(folder)), "", f"no {what} files (*.yaml) in this folder; "
                                            f"it was chosen by {where_from()}")
     return names
 
@@ -247,15 +249,14 @@ def _format_costs(args: argparse.Namespace) -> tuple[list[dict], str, int, int]:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    import json
-
+    from wsesim import strict_json
     from wsesim.validate import find_cases, load_case, run_cases
 
     results = run_cases([load_case(p) for p in find_cases(args.cases)])
     if args.format == "json":
         # a list of rows, one per case (the contract), each naming the version
-        print(json.dumps([{"wsesim_version": __version__, **r.to_dict()} for r in results],
-                         indent=2))
+        print(strict_json.dumps([{"wsesim_version": __version__, **r.to_dict()}
+                                 for r in results], indent=2))
     else:
         from rich.console import Console
         from rich.table import Table
@@ -396,7 +397,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(exc.line(), file=sys.stderr)
         return 2
     try:
-        code = args.func(args)
+        with warnings.catch_warnings():   # a SpecWarning is one line on stderr
+            warnings.showwarning = show_warning
+            code = args.func(args)
         sys.stdout.flush()   # a reader that went away (``| head``) shows here, not at exit
         return code
     except BrokenPipeError:

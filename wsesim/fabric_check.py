@@ -17,13 +17,22 @@ through every stage, as ``--strategy`` maps it).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any, NoReturn
 
 import numpy as np
 
-from wsesim.errors import SpecError
+from wsesim import strict_json
+from wsesim.errors import SpecError, shown
+from wsesim.specs.bounds import (
+    MAX_FABRIC_CHECK_PE_LAYERS,
+    MAX_GRID_SIDE,
+    MAX_GROUPS,
+    MAX_HEADS,
+    MAX_LAYERS,
+    MAX_PROMPT_TOKENS,
+    MAX_WIDTH,
+)
 
 OPS = ("broadcast", "allreduce", "gemv", "attention", "transfer", "layer", "model")
 STAGE_OPS = ("attention", "layer", "model")   # operations on a model's stages
@@ -64,19 +73,21 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     return p
 
 
-# sizes beyond a signed 32-bit count: far past any grid, vector or context a wafer holds
-# (and numpy's int64 arithmetic on wavelets would overflow silently past about 2**62)
-MAX_COUNT = 2**31 - 1
 MIN_SHOWN_SHARE = 0.005   # causes under 0.5% of the cycles are left out of the text
+# the stage operations build a LLaMA-shaped model with heads of 64: its head count (and
+# its MLP, 8/3 as wide) stay within the specs' bounds up to this hidden size
+MAX_STAGE_HIDDEN = 64 * MAX_HEADS
 
 
-def _int(value: Any, key: str, low: int = 1) -> int:
+def _int(value: Any, key: str, low: int = 1, high: int = MAX_WIDTH) -> int:
+    """An integer option in ``[low, high]`` (the bounds of ``wsesim.specs.bounds``)."""
     try:
         n = int(str(value))
     except ValueError:
-        raise SpecError(SOURCE, key, f"expected an integer, got {value!r}") from None
-    if not low <= n <= MAX_COUNT:
-        raise SpecError(SOURCE, key, f"must be between {low} and {MAX_COUNT:,}, got {n}")
+        raise SpecError(SOURCE, key, f"expected an integer, got {shown(value)}") from None
+    if not low <= n <= high:
+        raise SpecError(SOURCE, key, f"must be between {low} and {high:,} (a bound of "
+                        f"wsesim), got {shown(n)}")
     return n
 
 
@@ -97,6 +108,12 @@ def check(op: str, rows: int, cols: int, elements: int, hardware: str = DEFAULT_
     why = too_large(rows, cols)
     if why:
         raise SpecError(SOURCE, "--grid", why)
+    if op == "model" and layers * rows * cols > MAX_FABRIC_CHECK_PE_LAYERS:
+        raise SpecError(SOURCE, "--layers", f"the PE level simulates every PE of every "
+                        f"layer: {layers:,} layers x {rows} x {cols} PEs = "
+                        f"{layers * rows * cols:,} is more than the budget of "
+                        f"{MAX_FABRIC_CHECK_PE_LAYERS:,} (a bound of wsesim); use fewer "
+                        "layers or a smaller grid")
     # the model (hidden size ``elements``) matters to the stage operations only
     model = {"hidden": elements, "context": context} if op in STAGE_OPS else {}
     kn, plan = pe.kernels_for(hardware, rows, cols, algorithm=algorithm, groups=groups,
@@ -132,13 +149,16 @@ def _causes(c: Any) -> str:
 def main(args: argparse.Namespace) -> int:
     op = _choice(args.op, "op", OPS)
     fmt = _choice(args.format, "--format", ("text", "json"))
-    rows, cols = (_int(v, "--grid") for v in args.grid)
-    elements = _int(args.elements, "--elements")
+    rows, cols = (_int(v, "--grid", high=MAX_GRID_SIDE) for v in args.grid)
+    elements = _int(args.elements, "--elements",
+                    high=MAX_STAGE_HIDDEN if op in STAGE_OPS else MAX_WIDTH)
     algorithm = _choice(args.algorithm, "--algorithm", ("auto", "chain", "tree",
                                                         "two-level"))
-    groups = _int(args.groups, "--groups") if args.groups is not None else None
-    context = _int(args.context, "--context", 2)
-    layers = _int(args.layers, "--layers")
+    groups = _int(args.groups, "--groups", high=MAX_GROUPS) \
+        if args.groups is not None else None
+    # decoding at context T reads a prompt of T - 1 tokens
+    context = _int(args.context, "--context", 2, MAX_PROMPT_TOKENS + 1)
+    layers = _int(args.layers, "--layers", high=MAX_LAYERS)
     strategy = _choice(args.strategy, "--strategy", ("sequential", "pipeline"))
     result = check(op, rows, cols, elements, args.hardware, algorithm, groups, context,
                    layers, strategy)
@@ -146,7 +166,7 @@ def main(args: argparse.Namespace) -> int:
     out = {"wsesim_version": __version__, **result.to_dict()}
     out.update({"hardware": args.hardware, "elements": elements})
     if fmt == "json":
-        print(json.dumps(out))
+        print(strict_json.dumps(out))
         return 0
     what = "hidden" if op in STAGE_OPS else "matrix" if op == "gemv" else "elements"
     size = f"{elements:,} x {elements:,}" if op == "gemv" else f"{elements:,}"

@@ -26,6 +26,28 @@ from wsesim.quant import PackedBytes
 
 CATEGORIES = ("weights", "quant_metadata", "kv_cache", "activations")
 Array = npt.NDArray[np.int64]
+_SAFE = 2**62   # |partial sum| below this cannot wrap int64
+
+
+def exact_sum(values: npt.ArrayLike) -> int:
+    """The sum of an integer array as an exact Python int.
+
+    Per-PE bytes fit int64 (the specs' bounds keep them below 2**55), but their sum over
+    millions of PEs and thousands of wafers need not: numpy's int64 sum would wrap
+    silently. Fast path: one numpy sum when ``max |value| x size < 2**62``; otherwise
+    numpy sums of chunks short enough not to wrap, added as Python ints."""
+    a = np.asarray(values).ravel()
+    if a.size == 0:
+        return 0
+    peak = max(abs(int(a.max())), abs(int(a.min())))
+    if peak == 0:
+        return 0
+    if peak * a.size < _SAFE:
+        return int(a.sum(dtype=np.int64))
+    chunk = _SAFE // peak
+    if chunk < 2:
+        return sum(int(v) for v in a.tolist())
+    return sum(int(a[i:i + chunk].sum(dtype=np.int64)) for i in range(0, a.size, chunk))
 
 
 @dataclass
@@ -58,10 +80,10 @@ def _totals(packed: PackedBytes, whole: PackedBytes, shape: tuple[int, int]
             ) -> TensorTotals:
     total = np.broadcast_to(packed.total, shape)
     return TensorTotals(
-        int(np.broadcast_to(packed.payload, shape).sum()),
-        int(np.broadcast_to(packed.metadata, shape).sum()),
+        exact_sum(np.broadcast_to(packed.payload, shape)),
+        exact_sum(np.broadcast_to(packed.metadata, shape)),
         int(whole.payload), int(whole.metadata),
-        int(total.max()) * total.size - int(total.sum()))
+        int(total.max()) * total.size - exact_sum(total))
 
 
 def stage_bytes(stage: Stage) -> StageBytes:
@@ -111,13 +133,13 @@ class RegionBytes:
 
     @cached_property
     def total(self) -> int:
-        return int(self.used.sum())
+        return exact_sum(self.used)
 
     @cached_property
     def free_and_overflow(self) -> tuple[int, int]:
         """SRAM left on PEs that fit; bytes above SRAM on PEs that do not."""
-        return (int(np.maximum(self.sram_bytes - self.used, 0).sum()),
-                int(np.maximum(self.used - self.sram_bytes, 0).sum()))
+        return (exact_sum(np.maximum(self.sram_bytes - self.used, 0)),
+                exact_sum(np.maximum(self.used - self.sram_bytes, 0)))
 
 
 @dataclass
@@ -202,7 +224,7 @@ class MemoryLedger:
         """Bytes of one category summed over every PE of every wafer."""
         if category == "runtime_reserved":
             return self.reserve_bytes * self.pes_per_wafer * len(self.plan.wafers)
-        return sum(int(getattr(r, category).sum()) for r in self.regions)
+        return sum(exact_sum(getattr(r, category)) for r in self.regions)
 
     def idle_pes(self, wafer: int | None = None) -> int:
         """PEs that hold no stage (only the runtime)."""

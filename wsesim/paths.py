@@ -30,11 +30,6 @@ def where_from() -> str:
             f"the data shipped with wsesim (set {HOME_VARIABLE} to use another folder)")
 
 
-def shown(path: Path) -> str:
-    """A path as one line of an error message (a newline in it cannot start a line)."""
-    return str(path).replace("\n", "\\n").replace("\r", "\\r")
-
-
 def profiles_dir() -> Path:
     return data_root() / "hardware_profiles"
 

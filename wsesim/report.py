@@ -7,13 +7,13 @@ User text (names, notes, sources, paths) is printed literally: rich sees it as
 from __future__ import annotations
 
 import io
-import json
 from typing import Callable
 
 from rich.console import Console, JustifyMethod
 from rich.table import Table
 from rich.text import Text
 
+from wsesim import strict_json
 from wsesim.literal import markdown_literal, printable
 from wsesim.result import Result
 
@@ -281,7 +281,8 @@ def render_markdown(r: Result) -> str:
 
 
 def render_json(r: Result) -> str:
-    return json.dumps(r.to_dict(), indent=2) + "\n"
+    """The result as strict JSON (never ``NaN`` or ``Infinity``)."""
+    return strict_json.dumps(r.to_dict(), indent=2) + "\n"
 
 
 RENDERERS: dict[str, Callable[[Result], str]] = {

@@ -32,8 +32,9 @@ ASSUMPTIONS = (
     "axis, outputs along the other, as in WaferLLM's MeshGEMV); a quantization group "
     "cut across two PEs stores its scale and zero on both.",
     "Norm weights and biases are 16-bit and copied along the region axis that needs them.",
-    "The KV cache holds context_length tokens for every one of batch_size sequences in "
-    "every layer, tokens along the attention region's rows.",
+    "The KV cache holds context_length tokens (or the model's sliding window, if shorter) "
+    "for every one of batch_size sequences in every layer, tokens along the attention "
+    "region's rows.",
     "Activation buffers hold one token in flight per stage: the residual slice, the input "
     "and output slices of the largest block, and one sequence's attention scores.",
     "Regions are laid out by a band heuristic (area in proportion to bytes, rated by the "
@@ -123,7 +124,9 @@ def memory_summary(ledger: MemoryLedger) -> MemorySummary:
         limiting=_limiting(ledger, fp, total, capacity), items=items,
         fullest_pe=FullestPESummary(fp.wafer, fp.row, fp.col, fp.stage, fp.bytes,
                                     fp.by_category),
-        naive_weights_bytes=int(dep.model.parameters * dep.quantization.weights.bits / 8),
+        # bits are whole or half: exact in integers (a float product rounds past 2**53)
+        naive_weights_bytes=dep.model.parameters * int(2 * dep.quantization.weights.bits)
+        // 16,
     )
 
 

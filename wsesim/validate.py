@@ -12,14 +12,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from pydantic import BaseModel, ConfigDict, PositiveFloat, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
-from wsesim.errors import SpecError
-from wsesim.paths import shown, validation_dir, where_from
+from wsesim.errors import SpecError, escape, shown
+from wsesim.paths import validation_dir, where_from
 from wsesim.specs import Deployment, HardwareProfile, deployment_from_mapping, load_hardware
+from wsesim.specs.bounds import number
 from wsesim.specs.kernel import KernelSpec
 from wsesim.specs.yamlio import did_you_mean, read_mapping, validate
 
+Measured = number(0, 1e18, low_inclusive=False)   # finite and positive
+Tolerance = number(0, 100, low_inclusive=False)   # a fraction of the measured value
 METRICS = ("tokens_per_s_per_user", "tokens_per_s", "time_per_output_token_s", "ttft_s",
            "prefill_tokens_per_s", "layer_time_s", "cycles")
 CALIBRATION_DIR = "calibration"
@@ -33,8 +36,8 @@ class CaseSpec(BaseModel):
     name: str
     source: str
     metric: str
-    measured: PositiveFloat
-    tolerance: PositiveFloat = 0.15
+    measured: Measured
+    tolerance: Tolerance = 0.15
     deployment: dict[str, Any] | None = None
     kernel: dict[str, Any] | None = None
 
@@ -42,7 +45,7 @@ class CaseSpec(BaseModel):
     @classmethod
     def _known_metric(cls, value: str) -> str:
         if value not in METRICS:
-            raise ValueError(f"'{value}' is not a performance metric"
+            raise ValueError(f"{shown(value)} is not a performance metric"
                              f"{did_you_mean(value, list(METRICS))}; one of {', '.join(METRICS)}")
         return value
 
@@ -123,7 +126,7 @@ def find_cases(names: list[str] | None = None) -> list[Path]:
     shipped = sorted(folder.glob("*.yaml"))
     if not names:
         if not shipped:   # a broken install or a WSESIM_HOME without validation/
-            raise SpecError(shown(folder), "", "no validation cases (*.yaml) in this "
+            raise SpecError(escape(str(folder)), "", "no validation cases (*.yaml) in this "
                                                f"folder; it was chosen by {where_from()}")
         return shipped
     out = []

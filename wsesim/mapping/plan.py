@@ -187,6 +187,11 @@ def stage_units(dep: Deployment, wafers: int) -> tuple[list[list[Stage]], list[s
         return TensorBlock(t, fmt, k_axis)
 
     units: list[list[Stage]] = []
+    if m.attention_window is not None:
+        notes.append(
+            f"sliding window: each token attends to at most the last "
+            f"{m.attention_window:,} tokens, and the KV cache holds {dep.kv_tokens:,} "
+            f"tokens per sequence (of a {wl.kv_tokens:,}-token context)")
     buffers = ActivationBuffers(q.activations, m.hidden_size)
     shared_table = m.tie_word_embeddings and wafers == 1
     if not shared_table:
@@ -207,7 +212,7 @@ def stage_units(dep: Deployment, wafers: int) -> tuple[list[list[Stage]], list[s
         tuple(block(t, "cols" if t.name in along_cols else "rows")
               for t in m.attention_tensors()),
         ActivationBuffers(q.activations, m.hidden_size, m.num_attention_heads),
-        KVCache(wl.batch_size, wl.kv_tokens, m.kv_dim, q.kv_cache))
+        KVCache(wl.batch_size, dep.kv_tokens, m.kv_dim, q.kv_cache))
     mlp = StageContent("mlp", tuple(block(t, "cols" if t.name in along_cols else "rows")
                                     for t in m.mlp_tensors()), buffers)
     for layer in range(m.num_hidden_layers):

@@ -39,6 +39,7 @@ class Kernels:
     prompt_tokens: int
     mesh_step: float = 0.0      # MeshGEMM: hand-off between two Cannon steps
     route_switch: float = 0.0   # re-routing a region's reductions to its other axis
+    window: int | None = None   # sliding window: tokens attended to at most
 
     @classmethod
     def of(cls, dep: Deployment) -> "Kernels":
@@ -46,19 +47,27 @@ class Kernels:
         return cls.for_hardware(hw, q.activations, dep.mapping.allreduce,
                                 dep.mapping.allreduce_groups,
                                 dep.model.num_attention_heads, dep.mapping.strategy,
-                                dep.workload.prompt_tokens)
+                                dep.workload.prompt_tokens, dep.model.attention_window)
 
     @classmethod
     def for_hardware(cls, hw: HardwareProfile, activations: QuantFormat,
                      algorithm: str = "auto", groups: int | None = None,
                      attention_heads: int = 1, strategy: str = "sequential",
-                     prompt_tokens: int = 1) -> "Kernels":
+                     prompt_tokens: int = 1, window: int | None = None) -> "Kernels":
         """The kernels of one hardware profile, outside any deployment (a kernel
         measurement, a single operation)."""
         k = hw.kernel
         return cls(Fabric.of(hw), PECompute.of(hw, activations), activations.bits / 8,
                    algorithm, groups, attention_heads, strategy, prompt_tokens,
-                   k.mesh_step_cycles, k.route_switch_cycles)
+                   k.mesh_step_cycles, k.route_switch_cycles, window)
+
+    def attended(self, context: Num) -> Num:
+        """Tokens a token at ``context`` attends to: all of them, or the window's."""
+        if self.window is None:
+            return context
+        if isinstance(context, (int, np.integer)):
+            return min(int(context), self.window)
+        return np.minimum(context, self.window)
 
     def allreduce(self, n: int, elements: Num) -> Cost:
         return self.fabric.best_allreduce(n, elements, self.act_bytes, self.algorithm,
@@ -144,7 +153,7 @@ def attention_cost(kn: Kernels, content: StageContent, rows: int, cols: int,
     heads = kn.attention_heads
     heads_per_col = math.ceil(heads / cols)
     cols_per_head = math.ceil(cols / heads)
-    local_tokens = np.ceil(np.asarray(context, dtype=float) / rows)
+    local_tokens = np.ceil(np.asarray(kn.attended(context), dtype=float) / rows)
     scores = local_tokens * heads_per_col * tokens
     parts = [
         _norm(kn, h_r, rows, tokens),
@@ -290,7 +299,7 @@ def attention_prefill_meshgemm(kn: Kernels, content: StageContent, rows: int, co
     # sends its partial scores into a reduction along the row to a root that rotates
     # from step to step, so successive reductions overlap: each step pays the tile's
     # wavelets and a fabric call, the chain's latency is paid once
-    context = tokens if context is None else int(context)
+    context = tokens if context is None else int(kn.attended(int(context)))
     kt, nt = math.ceil(d / steps), math.ceil(context / cols)
     reduce = kn.fabric.chain(math.ceil((cols - 1) / 2), 1, mt * nt, kn.act_bytes)
     per_step = Cost(bandwidth=reduce.bandwidth, overhead=reduce.overhead)

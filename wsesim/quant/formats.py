@@ -15,9 +15,14 @@ from typing import Any, Literal
 from pydantic import ConfigDict, ValidationInfo, field_validator
 from pydantic.dataclasses import dataclass
 
+from wsesim.errors import shown
+
 ALLOWED_BITS: tuple[float, ...] = (32.0, 16.0, 8.0, 4.0, 3.5)
 ALLOWED_SCALE_BITS: tuple[int, ...] = (0, 16, 32)
 ALLOWED_ZERO_BITS: tuple[int, ...] = (0, 4, 8, 16)
+
+# a group is at most a whole row: the widest wsesim models (specs.bounds.MAX_WIDTH)
+MAX_GROUP_SIZE = 2**20
 
 _BITS_MSG = "bits must be one of 32, 16, 8, 4, 3.5"
 _BYTE_MSG = "packing 'byte' only applies to 3.5- and 4-bit formats"
@@ -79,6 +84,9 @@ class QuantFormat:
             return value
         if value <= 0:
             raise ValueError(f"group_size must be positive, got {value}")
+        if value > MAX_GROUP_SIZE:
+            raise ValueError(f"group_size must be at most {MAX_GROUP_SIZE:,} (a bound of "
+                             f"wsesim), got {shown(value)}")
         bits = info.data.get("bits")
         if bits in (32.0, 16.0):
             raise ValueError(
@@ -263,10 +271,12 @@ def preset(name: str) -> QuantFormat:
     key = name.strip().lower()
     if key in PRESETS:
         return PRESETS[key]
-    close = difflib.get_close_matches(key, list(PRESETS), n=3, cutoff=0.5)
+    close = difflib.get_close_matches(key, list(PRESETS), n=3, cutoff=0.5) \
+        if len(key) < 100 else []
     hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
     raise ValueError(
-        f"unknown quantization preset {name!r}{hint}; known presets: {', '.join(PRESETS)}"
+        f"unknown quantization preset {shown(name)}{hint}; known presets: "
+        f"{', '.join(PRESETS)}"
     )
 
 

@@ -52,7 +52,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from wsesim.quant.formats import QuantFormat
+from wsesim.quant.formats import QuantFormat, as_format
 from wsesim.quant.sizes import PackedBytes, groups_per_row, row_bytes
 
 _QPOS = {8.0: 127, 4.0: 7, 3.5: 6}
@@ -461,8 +461,12 @@ def unpack(packed: PackedTensor) -> QuantizedTensor:
 
 
 # ------------------------------------------------------------------ error
-def reconstruction_error(fmt: QuantFormat, w: npt.ArrayLike) -> ErrorStats:
-    """Quantize, pack, unpack and dequantize ``w``; the error against ``w``."""
+def reconstruction_error(fmt: QuantFormat | str, w: npt.ArrayLike) -> ErrorStats:
+    """Quantize, pack, unpack and dequantize ``w``; the error against ``w``.
+
+    ``fmt`` is a format or a preset name (``"w3.5-g128"``); an unknown name raises
+    ``ValueError`` naming the known presets (and the closest one)."""
+    fmt = as_format(fmt)
     w = _as_matrix(w)
     x = w.astype(np.float64)
     if not np.all(np.isfinite(x)):

@@ -786,6 +786,7 @@ def pe_stage_costs(kn: Kernels, stage: Any, contexts: np.ndarray,
     runs: dict[int, NetRun] = {}
 
     def at(ctx: int, tokens: int = 1) -> Cost:
+        ctx = int(kn.attended(ctx))   # a sliding window caps the tokens attention reads
         key = (int(ctx) if content.part == "attention" else 0, int(tokens))
         if key not in cache:
             run = _simulate_stage(kn, content, rows, cols, key[0] or int(ctx), tokens)
@@ -826,7 +827,8 @@ def pe_stage_costs(kn: Kernels, stage: Any, contexts: np.ndarray,
                 if kernel == "meshgemm":
                     key = ("mesh", t, end if attention else 0)
                     if key not in cache:
-                        cache[key] = _mesh_prefill(kn, content, rows, cols, t, end)[0]
+                        cache[key] = _mesh_prefill(kn, content, rows, cols, t,
+                                                   int(kn.attended(end)))[0]
                     return cache[key]
                 return at(end) * t if kernel == "token by token" else at(end, t)
             got = sampled(ends[members], cost_at)

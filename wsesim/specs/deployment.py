@@ -2,11 +2,29 @@
 what workload, mapped how, simulated at which fidelity."""
 from __future__ import annotations
 
-from typing import Literal
+import math
+from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, PositiveFloat, PositiveInt, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, model_validator
 
 from wsesim.errors import KeyedError
+from wsesim.specs.bounds import (
+    MAX_ELEMENT_VISITS,
+    MAX_LAYERS,
+    MAX_STEP_ELEMENTS,
+    MAX_STORED_ELEMENTS,
+    MAX_TOKEN_STEPS,
+    Batch,
+    ContextTokens,
+    GridSide,
+    Groups,
+    OutputTokens,
+    PromptTokens,
+    Wafers,
+    count,
+    no_bool,
+    number,
+)
 from wsesim.specs.hardware import HardwareProfile
 from wsesim.specs.model import ModelSpec
 from wsesim.specs.quantization import QuantizationSpec
@@ -18,10 +36,10 @@ class WorkloadSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    batch_size: PositiveInt = 1
-    prompt_tokens: PositiveInt = 128
-    output_tokens: PositiveInt = 128
-    context_length: PositiveInt | None = None  # default: prompt_tokens + output_tokens
+    batch_size: Batch = 1
+    prompt_tokens: PromptTokens = 128
+    output_tokens: OutputTokens = 128
+    context_length: ContextTokens | None = None  # default: prompt_tokens + output_tokens
 
     @model_validator(mode="after")
     def _context_holds_sequence(self) -> "WorkloadSpec":
@@ -42,6 +60,12 @@ class WorkloadSpec(BaseModel):
         return self.context_length or self.sequence_tokens
 
 
+# grouped: at most a region per stage (embeddings, LM head, each layer's attention and MLP)
+RegionsPerWafer = count(2 * MAX_LAYERS + 2, " regions")
+# the search's floor on tokens/s per user: beyond a billion it is a typo
+TokenRate = number(0, 1e9, " tokens/s", low_inclusive=False)
+
+
 class MappingSpec(BaseModel):
     """How layers are laid out. ``pipeline`` gives each layer's attention and MLP its own
     region (tokens of different sequences flow through them like an assembly line);
@@ -54,20 +78,20 @@ class MappingSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     strategy: Literal["pipeline", "sequential", "grouped", "auto"] = "pipeline"
-    grid: tuple[PositiveInt, PositiveInt] | None = None  # [rows, cols] sub-rectangle
+    grid: tuple[GridSide, GridSide] | None = None  # [rows, cols] sub-rectangle
     # grouped: regions on each wafer (1 = sequential; as many as stages = pipeline)
-    regions_per_wafer: PositiveInt | None = None
+    regions_per_wafer: RegionsPerWafer | None = None
     # how layers are split across wafers and regions: equal bytes (the fullest wafer
     # as light as can be) or equal time (the slowest region as quick as can be)
     balance: Literal["bytes", "time"] = "bytes"
     # how partial sums are reduced along a row or column of a region: auto takes the
     # fastest; two-level is WaferLLM's (chains in groups, a chain over group roots)
     allreduce: Literal["auto", "chain", "tree", "two-level"] = "auto"
-    allreduce_groups: PositiveInt | None = None  # two-level group count (None: fastest)
+    allreduce_groups: Groups | None = None  # two-level group count (None: fastest)
     # auto: what the search maximizes (tokens/s per user, or for all users together at
     # the workload's batch, optionally with a floor on the per-user rate)
     objective: Literal["tokens_per_s_per_user", "tokens_per_s"] = "tokens_per_s_per_user"
-    min_tokens_per_s_per_user: PositiveFloat | None = None
+    min_tokens_per_s_per_user: TokenRate | None = None
 
     @model_validator(mode="after")
     def _strategy_keys(self) -> "MappingSpec":
@@ -92,7 +116,7 @@ class SimulationSpec(BaseModel):
     fidelity: Literal["tile", "pe"] = "tile"
     # prompt tokens a stage takes at once in prefill (None: the whole prompt for
     # sequential, up to 128 for pipeline so that stages overlap on one prompt)
-    prefill_chunk_tokens: PositiveInt | None = None
+    prefill_chunk_tokens: PromptTokens | None = None
 
 
 class Deployment(BaseModel):
@@ -103,7 +127,7 @@ class Deployment(BaseModel):
     name: str = "deployment"
     model: ModelSpec
     hardware: HardwareProfile
-    wafers: PositiveInt | Literal["auto"] = "auto"
+    wafers: Annotated[Union[Wafers, Literal["auto"]], BeforeValidator(no_bool)] = "auto"
     quantization: QuantizationSpec = QuantizationSpec()
     workload: WorkloadSpec = WorkloadSpec()
     mapping: MappingSpec = MappingSpec()
@@ -143,10 +167,54 @@ class Deployment(BaseModel):
                         f"{g} does not divide {dim_name} = {dim} (every row would end in a "
                         f"partial group)",
                     )
+        self._within_budgets()
         if self.simulation.fidelity == "pe":
             from wsesim.sim.limits import check_pe_grid
             check_pe_grid(self.grid_shape, "mapping.grid" if grid else hw.name)
         return self
+
+    def _within_budgets(self) -> None:
+        """Refuse a deployment whose byte counts could wrap int64 per PE, or whose
+        simulation would run for minutes or take gigabytes (see ``specs/bounds.py``)."""
+        m, wl = self.model, self.workload
+        params = m.parameters
+        if params > MAX_STORED_ELEMENTS:
+            raise KeyedError("model", f"{params:,} parameters must be at most "
+                             f"{MAX_STORED_ELEMENTS:,} (a bound of wsesim)")
+        kv = 2 * m.num_hidden_layers * wl.batch_size * self.kv_tokens * m.kv_dim
+        if params + kv > MAX_STORED_ELEMENTS:
+            raise KeyedError(
+                "workload", f"the KV cache's {kv:,} elements (2 x layers x batch_size x "
+                f"context_length x KV width) and the model's {params:,} weights must be "
+                f"at most {MAX_STORED_ELEMENTS:,} elements in all (a bound of wsesim); "
+                "lower workload.batch_size or workload.context_length")
+        steps, chunks, elements = simulation_size(self)
+        token_steps = wl.batch_size * (steps + chunks)
+        sends = (f"the simulation sends batch_size x (decode steps + prompt chunks) = "
+                 f"{wl.batch_size:,} x ({steps:,} + {chunks:,}) = {token_steps:,} token "
+                 "steps")
+        for value, budget, what in (
+                (token_steps, MAX_TOKEN_STEPS, sends),
+                (token_steps * elements, MAX_ELEMENT_VISITS,
+                 f"{sends} through up to {elements:,} pipeline elements = "
+                 f"{token_steps * elements:,} element visits"),
+                ((steps + chunks) * elements, MAX_STEP_ELEMENTS,
+                 f"the simulation's tables hold (decode steps + prompt chunks) x pipeline "
+                 f"elements = ({steps:,} + {chunks:,}) x {elements:,} = "
+                 f"{(steps + chunks) * elements:,} figures")):
+            if value > budget:
+                raise KeyedError("workload", f"{what}, more than the budget of {budget:,} "
+                                 "(a bound of wsesim); lower workload.batch_size, "
+                                 "workload.output_tokens or workload.prompt_tokens (or "
+                                 "raise simulation.prefill_chunk_tokens)")
+
+    @property
+    def kv_tokens(self) -> int:
+        """Tokens of KV cache held per sequence: the context, or the model's sliding
+        window if that is shorter."""
+        window = self.model.attention_window
+        tokens = self.workload.kv_tokens
+        return tokens if window is None else min(tokens, window)
 
     @property
     def grid_shape(self) -> tuple[int, int]:
@@ -155,3 +223,18 @@ class Deployment(BaseModel):
             return self.mapping.grid
         return (self.hardware.grid_rows, self.hardware.grid_cols)
 
+
+def simulation_size(dep: Deployment) -> tuple[int, int, int]:
+    """(decode steps, prompt chunks, pipeline elements at most) of the tile simulation
+    of ``dep``: every sequence sends its prompt chunks, then its decode steps, one by one
+    through every element (a stage, the path into it, a wafer link, the way back)."""
+    wl, L = dep.workload, dep.model.num_hidden_layers
+    steps = wl.output_tokens - 1
+    sequential = dep.mapping.strategy == "sequential"
+    chunk = dep.simulation.prefill_chunk_tokens or (
+        wl.prompt_tokens if sequential else min(wl.prompt_tokens, 128))
+    chunks = math.ceil(wl.prompt_tokens / chunk)
+    wafers = L + 2 if dep.wafers == "auto" else dep.wafers   # auto: at most one unit each
+    stages = 2 * L + 2
+    elements = 3 * wafers - 1 if sequential else 2 * stages + wafers - 1
+    return max(steps, 1), chunks, elements

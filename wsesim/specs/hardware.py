@@ -5,47 +5,36 @@ its source; nothing here has a hidden default for a hardware number.
 """
 from __future__ import annotations
 
-import math
-import numbers
-from typing import Annotated, Any
+from pydantic import BaseModel, ConfigDict, model_validator
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    NonNegativeFloat,
-    NonNegativeInt,
-    PositiveFloat,
-    PositiveInt,
-    model_validator,
+from wsesim.specs.bounds import (
+    MAX_GRID_PES,
+    ClockHz,
+    Colors,
+    ColorsReserved,
+    GridSide,
+    LatencyCycles,
+    LatencyS,
+    LinkBytesPerS,
+    PECount,
+    PESramBytes,
+    PositiveOpsPerElement,
+    Rate,
+    ReserveBytes,
+    number,
 )
 
 # What the kernels look up in a profile: vector instructions per element of these
 # functions.
 ELEMENTWISE_OPS = ("rope", "exp", "rsqrt", "silu")
 
-# Bounds beyond which a dequantization cost is not a what-if but a typo: a SIMD
-# operation of more than a thousand cycles, more than 1024 lanes or fewer than one value
-# per hundred cycles.
+# A dequantization cost beyond these is not a what-if but a typo: a SIMD operation of more
+# than a thousand cycles, more than 1024 lanes or fewer than one value per hundred cycles.
 MAX_OP_CYCLES = 1000.0
 MIN_LANES = 0.01
 MAX_LANES = 1024.0
-
-
-def _finite_number(value: Any) -> Any:
-    """A real number (not a boolean, not a string of digits), finite."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"expected a number, got {value!r}")
-    if not math.isfinite(value):
-        raise ValueError(f"expected a finite number, got {value!r}")
-    return float(value)
-
-
-OpCycles = Annotated[float, BeforeValidator(_finite_number),
-                     Field(ge=0, le=MAX_OP_CYCLES)]
-Lanes = Annotated[float, BeforeValidator(_finite_number),
-                  Field(ge=MIN_LANES, le=MAX_LANES)]
+OpCycles = number(0, MAX_OP_CYCLES, " cycles")
+Lanes = number(MIN_LANES, MAX_LANES, " lanes")
 
 
 class Calibration(BaseModel):
@@ -95,14 +84,14 @@ class KernelProfile(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    vector_op_cycles: NonNegativeFloat        # issue of one vector (DSD) instruction
-    vector_latency_cycles: NonNegativeFloat   # least time before a dependent instruction
-    receive_add_forward_cycles: NonNegativeFloat  # a chain stage, beyond its two ramps
-    fabric_call_cycles: NonNegativeFloat      # fixed cost of one fabric operation
-    library_call_cycles: NonNegativeFloat     # one call of the SDK collectives library
-    route_switch_cycles: NonNegativeFloat     # re-routing reductions to the other axis
-    mesh_step_cycles: NonNegativeFloat        # MeshGEMM: hand-off between Cannon steps
-    elementwise_ops: dict[str, PositiveFloat]  # vector instructions per element, by function
+    vector_op_cycles: LatencyCycles           # issue of one vector (DSD) instruction
+    vector_latency_cycles: LatencyCycles      # least time before a dependent instruction
+    receive_add_forward_cycles: LatencyCycles  # a chain stage, beyond its two ramps
+    fabric_call_cycles: LatencyCycles         # fixed cost of one fabric operation
+    library_call_cycles: LatencyCycles        # one call of the SDK collectives library
+    route_switch_cycles: LatencyCycles        # re-routing reductions to the other axis
+    mesh_step_cycles: LatencyCycles           # MeshGEMM: hand-off between Cannon steps
+    elementwise_ops: dict[str, PositiveOpsPerElement]  # vector instructions per element
     dequant: DequantCosts                     # per-instruction costs of dequantization
     calibrated: Calibration = Calibration()
 
@@ -122,23 +111,23 @@ class HardwareProfile(BaseModel):
 
     name: str
     description: str = ""
-    vendor_pe_count: PositiveInt | None = None  # marketing figure, for reference only
-    grid_rows: PositiveInt                      # usable program grid
-    grid_cols: PositiveInt
-    pe_sram_bytes: PositiveInt
-    runtime_reserve_bytes: NonNegativeInt       # per PE, taken by the runtime
-    clock_hz: PositiveFloat
-    macs_per_cycle: dict[str, PositiveFloat]    # per PE, by arithmetic type (fp16, fp32)
-    sram_read_bytes_per_cycle: PositiveFloat    # per PE
-    sram_write_bytes_per_cycle: PositiveFloat   # per PE
-    link_bytes_per_cycle: PositiveFloat         # per link, per direction
-    hop_latency_cycles: NonNegativeFloat        # router to router
-    ramp_latency_cycles: NonNegativeFloat       # router <-> PE
-    turn_latency_cycles: NonNegativeFloat = 0.0  # extra cost of a turn in the mesh
-    colors: PositiveInt                         # routing colors (virtual channels)
-    colors_reserved: NonNegativeInt = 0
-    interwafer_bytes_per_s: PositiveFloat       # per wafer, each direction
-    interwafer_latency_s: NonNegativeFloat
+    vendor_pe_count: PECount | None = None      # marketing figure, for reference only
+    grid_rows: GridSide                         # usable program grid
+    grid_cols: GridSide
+    pe_sram_bytes: PESramBytes
+    runtime_reserve_bytes: ReserveBytes         # per PE, taken by the runtime
+    clock_hz: ClockHz
+    macs_per_cycle: dict[str, Rate]             # per PE, by arithmetic type (fp16, fp32)
+    sram_read_bytes_per_cycle: Rate             # per PE
+    sram_write_bytes_per_cycle: Rate            # per PE
+    link_bytes_per_cycle: Rate                  # per link, per direction
+    hop_latency_cycles: LatencyCycles           # router to router
+    ramp_latency_cycles: LatencyCycles          # router <-> PE
+    turn_latency_cycles: LatencyCycles = 0.0    # extra cost of a turn in the mesh
+    colors: Colors                              # routing colors (virtual channels)
+    colors_reserved: ColorsReserved = 0
+    interwafer_bytes_per_s: LinkBytesPerS       # per wafer, each direction
+    interwafer_latency_s: LatencyS
     kernel: KernelProfile
 
     @model_validator(mode="after")
@@ -148,6 +137,10 @@ class HardwareProfile(BaseModel):
                 f"runtime_reserve_bytes {self.runtime_reserve_bytes} leaves no SRAM of "
                 f"pe_sram_bytes {self.pe_sram_bytes}"
             )
+        if self.grid_rows * self.grid_cols > MAX_GRID_PES:
+            raise ValueError(
+                f"grid_rows x grid_cols = {self.grid_rows * self.grid_cols:,} PEs must be "
+                f"at most {MAX_GRID_PES:,} (a bound of wsesim)")
         if self.colors_reserved >= self.colors:
             raise ValueError("colors_reserved must be fewer than colors")
         if "fp16" not in self.macs_per_cycle:

@@ -1,14 +1,16 @@
 """Resolve names to files and load validated specs; every failure is a located SpecError."""
 from __future__ import annotations
 
+import difflib
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from wsesim.errors import SpecError
-from wsesim.paths import models_dir, profiles_dir, shown, where_from
+from wsesim.errors import SpecError, escape, shown, warn
+from wsesim.paths import models_dir, profiles_dir, where_from
 from wsesim.specs.deployment import Deployment
 from wsesim.specs.hardware import HardwareProfile
+from wsesim.specs.hf_keys import IGNORED_HF_KEYS, unmodelled
 from wsesim.specs.model import ModelSpec
 from wsesim.specs.yamlio import did_you_mean, read_mapping, validate
 
@@ -21,19 +23,25 @@ def shipped(folder: Path) -> list[str]:
 def _find_file(value: str, folder: Path, base_dir: Path, what: str,
                source: str | Path, key: str) -> Path:
     """A shipped name (``llama-3.1-8b``) or a path relative to the file that names it."""
-    named = folder / f"{value}.yaml"
-    if named.is_file():
-        return named
-    candidate = Path(value).expanduser()
-    for path in ([candidate] if candidate.is_absolute() else [base_dir / candidate, candidate]):
-        if path.is_file():
-            return path
+    try:
+        named = folder / f"{value}.yaml"
+        if named.is_file():
+            return named
+        candidate = Path(value).expanduser()
+        for path in ([candidate] if candidate.is_absolute()
+                     else [base_dir / candidate, candidate]):
+            if path.is_file():
+                return path
+    except (OSError, ValueError, RuntimeError) as exc:  # too long, a NUL byte, no ~user
+        raise SpecError(source, key, f"cannot use {shown(value)} as a {what} name or "
+                        f"path: {escape(str(getattr(exc, 'strerror', None) or exc), 80)}"
+                        ) from None
     names = shipped(folder)
     known = (", ".join(names) if names else
-             f"none in {shown(folder)} (chosen by {where_from()})")
+             f"none in {escape(str(folder))} (chosen by {where_from()})")
     raise SpecError(
         source, key,
-        f"no {what} named '{value}' and no such file{did_you_mean(value, names)}; "
+        f"no {what} named {shown(value)} and no such file{did_you_mean(value, names)}; "
         f"shipped: {known}",
     )
 
@@ -64,16 +72,44 @@ def _model_file(path: Path, mtime_ns: int) -> ModelSpec:
 
 
 def model_from_hf_config(config: dict[str, Any], path: Path) -> ModelSpec:
-    """A Hugging Face ``config.json``: keys wsesim does not model are dropped, not errors."""
-    known = set(ModelSpec.model_fields)
-    data = {k: v for k, v in config.items() if k in known}
-    data.setdefault("name", config.get("_name_or_path") or path.parent.name or path.stem)
-    data.setdefault("source", str(path))
+    """A Hugging Face ``config.json``. Keys wsesim models are read; harmless keys
+    (``IGNORED_HF_KEYS``) are dropped; keys that set an architecture wsesim does not
+    model (experts, latent or chunked attention...) are a located error; any other key
+    is dropped with one warning line (a :class:`wsesim.errors.SpecWarning`) naming them
+    all, with a suggestion for a likely misspelling."""
+    fields = set(ModelSpec.model_fields)
     if "model_type" in config and config["model_type"] not in ("llama", "qwen2", "mistral"):
         raise SpecError(path, "model_type",
-                        f"'{config['model_type']}' is not a LLaMA-family model "
+                        f"{shown(config['model_type'])} is not a LLaMA-family model "
                         "(llama, qwen2, mistral)")
+    known = [k for k in config if k in fields or k in IGNORED_HF_KEYS or unmodelled(k)]
+    unknown = [k for k in config if k not in known]
+    if unknown:
+        warn(path, _unknown_keys_message(unknown, sorted(fields - _NOT_HF)))
+    data = {k: config[k] for k in known}
+    data.setdefault("name", config.get("_name_or_path") or path.parent.name or path.stem)
+    data.setdefault("source", str(path))
+    if not isinstance(data["name"], str):
+        data["name"] = path.parent.name or path.stem
     return validate(ModelSpec, data, path)
+
+
+_NOT_HF = {"name", "source"}   # wsesim's own model keys, never in a config.json
+_SHOWN_UNKNOWN = 12
+
+
+def _unknown_keys_message(keys: list[str], fields: list[str]) -> str:
+    """``unknown keys ignored: a, b (did you mean 'x' for 'a'?)``, bounded."""
+    shown_keys = [escape(k, 60) for k in keys[:_SHOWN_UNKNOWN]]
+    more = f" and {len(keys) - _SHOWN_UNKNOWN:,} more" if len(keys) > _SHOWN_UNKNOWN else ""
+    hints = []
+    for k in keys[:_SHOWN_UNKNOWN]:
+        close = difflib.get_close_matches(k, fields, n=1, cutoff=0.75) if len(k) < 200 \
+            else []
+        if close:
+            hints.append(f"'{close[0]}' for '{escape(k, 60)}'")
+    hint = f" (did you mean {', '.join(hints)}?)" if hints else ""
+    return f"unknown keys ignored: {', '.join(shown_keys)}{more}{hint}"
 
 
 def load_hardware(value: str | Path | dict[str, Any], base_dir: Path = Path("."),

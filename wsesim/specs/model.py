@@ -4,16 +4,33 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, PositiveInt, model_validator
+from pydantic import BaseModel, ConfigDict, model_validator
 
-# Hugging Face config keys that do not change shapes or parameter counts. A model YAML
-# may carry them (so a config.json can be pasted as is); wsesim does not use them.
-IGNORED_HF_KEYS = (
-    "architectures", "bos_token_id", "eos_token_id", "pad_token_id", "initializer_range",
-    "pretraining_tp", "rope_scaling", "torch_dtype", "transformers_version", "use_cache",
-    "attention_dropout", "max_window_layers", "sliding_window", "use_sliding_window",
-    "_name_or_path", "rope_type", "mlp_dropout", "quantization_config", "auto_map",
+from wsesim.errors import KeyedError
+from wsesim.specs.bounds import (
+    MAX_WIDTH,
+    ContextTokens,
+    HeadDim,
+    Heads,
+    Layers,
+    NormEps,
+    Positions,
+    RopeTheta,
+    Vocab,
+    Width,
+    WindowLayers,
 )
+from wsesim.specs.hf_keys import (
+    FULL_ATTENTION,
+    IGNORED_HF_KEYS,
+    SLIDING_ATTENTION,
+    refusal,
+    unmodelled,
+)
+
+# transformers' Qwen2 defaults: a window only with use_sliding_window, and then only on
+# layers from max_window_layers on
+_QWEN2_MAX_WINDOW_LAYERS = 28
 
 
 @dataclass(frozen=True)
@@ -41,41 +58,43 @@ class ModelSpec(BaseModel):
 
     name: str = "model"
     model_type: Literal["llama", "qwen2", "mistral"] = "llama"
-    hidden_size: PositiveInt
-    intermediate_size: PositiveInt
-    num_hidden_layers: PositiveInt
-    num_attention_heads: PositiveInt
-    num_key_value_heads: PositiveInt | None = None
-    head_dim: PositiveInt | None = None
-    vocab_size: PositiveInt
+    hidden_size: Width
+    intermediate_size: Width
+    num_hidden_layers: Layers
+    num_attention_heads: Heads
+    num_key_value_heads: Heads | None = None
+    head_dim: HeadDim | None = None
+    vocab_size: Vocab
     tie_word_embeddings: bool = False
     attention_bias: bool = False
     mlp_bias: bool = False
-    max_position_embeddings: PositiveInt | None = None
+    max_position_embeddings: Positions | None = None
     hidden_act: Literal["silu"] = "silu"
-    rms_norm_eps: float = 1e-5
-    rope_theta: float = 10000.0
+    rms_norm_eps: NormEps = 1e-5
+    rope_theta: RopeTheta = 10000.0
     source: str | None = None  # where the numbers come from (a URL), shown in reports
+    # Sliding-window attention, as Hugging Face configs give it: each token attends to
+    # (and the KV cache keeps) at most the last ``sliding_window`` tokens. Qwen2 configs
+    # switch it with ``use_sliding_window`` (default off) and apply it from layer
+    # ``max_window_layers`` on; wsesim models one window for every layer or none.
+    sliding_window: ContextTokens | None = None
+    use_sliding_window: bool | None = None
+    max_window_layers: WindowLayers | None = None
+    layer_types: list[str] | None = None  # one attention kind per layer
 
-    # accepted and ignored (see IGNORED_HF_KEYS); typed loosely on purpose
-    architectures: Any = None
-    bos_token_id: Any = None
-    eos_token_id: Any = None
-    pad_token_id: Any = None
-    initializer_range: Any = None
-    pretraining_tp: Any = None
-    rope_scaling: Any = None
-    torch_dtype: Any = None
-    transformers_version: Any = None
-    use_cache: Any = None
-    attention_dropout: Any = None
-    max_window_layers: Any = None
-    sliding_window: Any = None
-    use_sliding_window: Any = None
-    rope_type: Any = None
-    mlp_dropout: Any = None
-    quantization_config: Any = None
-    auto_map: Any = None
+    @model_validator(mode="before")
+    @classmethod
+    def _hf_keys(cls, data: Any) -> Any:
+        """Drop the harmless Hugging Face keys; refuse those that set an architecture
+        wsesim does not model (mixture of experts, latent or chunked attention...)."""
+        if not isinstance(data, dict):
+            return data
+        for key, value in data.items():
+            why = refusal(key, value) if isinstance(key, str) else None
+            if why:
+                raise KeyedError(key, why)
+        return {k: v for k, v in data.items()   # what is left is off: dropped too
+                if k not in IGNORED_HF_KEYS and not (isinstance(k, str) and unmodelled(k))}
 
     @model_validator(mode="after")
     def _shapes_consistent(self) -> "ModelSpec":
@@ -89,7 +108,57 @@ class ModelSpec(BaseModel):
                 f"num_attention_heads {self.num_attention_heads} is not a multiple of "
                 f"num_key_value_heads {self.kv_heads}"
             )
+        if self.q_dim > MAX_WIDTH:
+            raise KeyedError("head_dim", f"num_attention_heads x head_dim = {self.q_dim:,} "
+                             f"must be at most {MAX_WIDTH:,} (a bound of wsesim)")
+        self._check_window()
         return self
+
+    def _check_window(self) -> None:
+        """One attention kind for every layer: refuse a window on only some layers."""
+        L = self.num_hidden_layers
+        if self.layer_types is not None:
+            kinds = set(self.layer_types)
+            if len(self.layer_types) != L:
+                raise KeyedError("layer_types", f"has {len(self.layer_types):,} entries for "
+                                 f"{L:,} layers")
+            if not kinds <= {FULL_ATTENTION, SLIDING_ATTENTION} or len(kinds) > 1:
+                raise KeyedError("layer_types", "layers of different attention kinds (or "
+                                 "kinds other than full_attention and sliding_attention) "
+                                 "are not modelled by wsesim: it models one kind for every "
+                                 "layer")
+            if kinds == {SLIDING_ATTENTION} and self.sliding_window is None:
+                raise KeyedError("layer_types", "says sliding_attention but no "
+                                 "sliding_window is given")
+            return
+        first = self._first_window_layer()
+        if first is not None and 0 < first < L:
+            raise KeyedError("max_window_layers", f"{first} of the {L} layers attend to "
+                             "the whole context and the rest through a sliding window: "
+                             "layers of different attention kinds are not modelled by "
+                             "wsesim (set use_sliding_window: false, or max_window_layers "
+                             f"to 0 or {L})")
+
+    def _first_window_layer(self) -> int | None:
+        """The first layer with a sliding window (None: no window anywhere)."""
+        if self.sliding_window is None:
+            return None
+        qwen2 = self.model_type == "qwen2"
+        use = self.use_sliding_window if self.use_sliding_window is not None else not qwen2
+        if not use:
+            return None
+        first = self.max_window_layers if self.max_window_layers is not None else (
+            _QWEN2_MAX_WINDOW_LAYERS if qwen2 else 0)
+        return first if first < self.num_hidden_layers else None
+
+    @property
+    def attention_window(self) -> int | None:
+        """Tokens each token attends to and the KV cache keeps per sequence (every
+        layer), or None for full attention."""
+        if self.layer_types is not None:
+            return self.sliding_window if self.layer_types[:1] == [SLIDING_ATTENTION] \
+                else None
+        return self.sliding_window if self._first_window_layer() is not None else None
 
     # ---- derived shapes -------------------------------------------------------------
     @property

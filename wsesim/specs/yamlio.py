@@ -1,15 +1,38 @@
-"""Reading YAML/JSON safely and turning pydantic errors into one located line."""
+"""Reading YAML/JSON safely and turning pydantic errors into one located line.
+
+What the loader accepts is bounded before anything is built from it (see
+``specs/bounds.py``): the file's size, how deep mappings and lists nest, and how many
+values the document holds once YAML aliases are expanded (counted from the event
+stream, an alias costing what its anchor holds, so a "billion laughs" is refused from
+its few hundred bytes). A key given twice in one mapping is an error, not a silent
+choice of the last.
+"""
 from __future__ import annotations
 
 import difflib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from wsesim.errors import KeyedError, SpecError
+from wsesim.errors import KeyedError, SpecError, escape, shown
+from wsesim.specs.bounds import MAX_FILE_BYTES, MAX_NESTING, MAX_NODES
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class _Loader(yaml.SafeLoader):
+    """The safe loader, reading ``1e9`` and ``1.1e9`` as numbers, as YAML 1.2 and JSON
+    do (YAML 1.1 wants a dot and a signed exponent and reads them as strings)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
 
 
 def read_mapping(path: Path) -> dict[str, Any]:
@@ -17,26 +40,202 @@ def read_mapping(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise SpecError(path, "", "file not found")
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(path, "", f"cannot read file: {exc}") from None
+        with path.open("rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise SpecError(path, "", f"cannot read file: {exc.strerror or exc}") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise SpecError(path, "", f"the file is larger than {MAX_FILE_BYTES:,} B (a bound "
+                        "of wsesim for an input file)")
     try:
-        if path.suffix == ".json":
-            data = json.loads(text)
-        else:
-            data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        where = ""
-        mark = getattr(exc, "problem_mark", None)
-        if mark is not None:
-            where = f" at line {mark.line + 1}, column {mark.column + 1}"
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise SpecError(path, "", f"malformed YAML{where}: {problem}") from None
-    except json.JSONDecodeError as exc:
-        raise SpecError(path, "", f"malformed JSON at line {exc.lineno}: {exc.msg}") from None
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(path, "", f"cannot read file: not UTF-8 (byte {exc.start:,})") \
+            from None
+    data = _parse_json(text, path) if path.suffix == ".json" else _parse_yaml(text, path)
     if not isinstance(data, dict):
         raise SpecError(path, "", f"expected a mapping of keys, found {type(data).__name__}")
     return data
+
+
+# ---- YAML ---------------------------------------------------------------------------
+
+def _mark(mark: Any) -> str:
+    return f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+
+
+def _parse_yaml(text: str, path: Path) -> Any:
+    try:
+        _check_yaml_events(text, path)
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 (the safe loader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpecError(path, "", f"malformed YAML{_mark(mark)}: {problem}") from None
+    except (ValueError, OverflowError) as exc:   # a scalar Python cannot hold
+        raise SpecError(path, "", f"malformed YAML: {escape(str(exc), 120)}") from None
+
+
+class _Frame:
+    """A mapping or list being read: where it is, its keys so far, its height."""
+
+    __slots__ = ("path", "is_map", "anchor", "start", "keys", "key", "index", "height",
+                 "expect_key")
+
+    def __init__(self, path: str, is_map: bool, anchor: str | None, start: int) -> None:
+        self.path, self.is_map, self.anchor, self.start = path, is_map, anchor, start
+        self.keys: dict[tuple[str, str], str] = {}  # key -> where first given
+        self.key = "?"
+        self.index = 0
+        self.height = 1            # levels of mappings and lists, itself included
+        self.expect_key = is_map
+
+    def child_path(self) -> str:
+        part = self.key if self.is_map else str(self.index)
+        return f"{self.path}.{part}" if self.path else part
+
+    def took(self, height: int) -> None:
+        """A child value of ``height`` levels ended."""
+        self.height = max(self.height, 1 + height)
+        if self.is_map:
+            self.expect_key = not self.expect_key
+        else:
+            self.index += 1
+
+
+def _check_yaml_events(text: str, path: Path) -> None:
+    """Walk the event stream once (no recursion, nothing built): refuse a key given twice
+    in one mapping, nesting deeper than MAX_NESTING and more than MAX_NODES values once
+    aliases are expanded (an alias counts the values and levels of its anchor)."""
+    resolver = yaml.resolver.Resolver()
+    anchors: dict[str, tuple[int, int]] = {}   # anchor -> (values, height)
+    stack: list[_Frame] = []
+    count = 0                                  # values so far, aliases expanded
+
+    def where() -> str:
+        return stack[-1].child_path() if stack else ""
+
+    def check(event: Any, height: int) -> None:
+        if len(stack) + height > MAX_NESTING:
+            raise SpecError(path, _outer(where()), f"nested more than {MAX_NESTING} levels "
+                            f"deep{_mark(event.start_mark)} (a bound of wsesim)")
+        if count > MAX_NODES:
+            raise SpecError(path, where(), f"more than {MAX_NODES:,} values once aliases "
+                            f"are expanded{_mark(event.start_mark)} (a bound of wsesim)")
+
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        parent = stack[-1] if stack else None
+        is_key = parent is not None and parent.is_map and parent.expect_key
+        if isinstance(event, yaml.ScalarEvent):
+            if is_key:
+                _note_key(parent, event, resolver, path)  # type: ignore[arg-type]
+            count += 1
+            if event.anchor:
+                anchors[event.anchor] = (1, 0)
+            check(event, 0)
+            if parent is not None:
+                parent.took(0)
+        elif isinstance(event, yaml.AliasEvent):
+            if event.anchor not in anchors:   # undefined, or inside its own anchor
+                recursive = any(f.anchor == event.anchor for f in stack)
+                raise SpecError(path, where(), (
+                    "an alias inside its own anchor: a value that contains itself"
+                    if recursive else f"undefined alias *{shown(event.anchor)}")
+                    + _mark(event.start_mark))
+            nodes, height = anchors[event.anchor]
+            if is_key:
+                parent.key = f"*{event.anchor}"  # type: ignore[union-attr]
+            count += nodes
+            check(event, height)
+            if parent is not None:
+                parent.took(height)
+        elif isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            if is_key:
+                parent.key = "?"  # type: ignore[union-attr]  # a key that is a mapping
+            count += 1
+            check(event, 1)
+            stack.append(_Frame(where(), isinstance(event, yaml.MappingStartEvent),
+                                event.anchor, count - 1))
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            frame = stack.pop()
+            if frame.anchor:
+                anchors[frame.anchor] = (count - frame.start, frame.height)
+            if stack:
+                stack[-1].took(frame.height)
+
+
+def _outer(where: str) -> str:
+    """The outer keys of a deep path (``extra.0.0.0...`` -> ``extra.0``): the line and
+    column say the rest."""
+    return ".".join(where.split(".")[:2])
+
+
+def _note_key(frame: _Frame, event: Any, resolver: Any, path: Path) -> None:
+    """Record a mapping's key; the same key twice in one mapping is an error (YAML
+    would silently keep the last). Merge keys (``<<``) may repeat what they merge."""
+    tag = event.tag if event.tag not in (None, "!") else resolver.resolve(
+        yaml.ScalarNode, event.value, event.implicit)
+    frame.key = event.value
+    if tag == _MERGE_TAG:
+        return
+    at = f"line {event.start_mark.line + 1}, column {event.start_mark.column + 1}"
+    key = (tag, event.value)
+    if key in frame.keys:
+        raise SpecError(path, frame.child_path(), f"duplicate key at {at} (first given "
+                        f"at {frame.keys[key]}); YAML would keep only the last")
+    frame.keys[key] = at
+
+
+# ---- JSON ---------------------------------------------------------------------------
+
+class _DuplicateKey(Exception):
+    pass
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+def _json_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _parse_json(text: str, path: Path) -> Any:
+    try:
+        data = json.loads(text, object_pairs_hook=_json_object,
+                          parse_constant=_json_constant)
+    except json.JSONDecodeError as exc:
+        raise SpecError(path, "", f"malformed JSON at line {exc.lineno}: {exc.msg}") \
+            from None
+    except _DuplicateKey as exc:
+        raise SpecError(path, str(exc.args[0]), "duplicate key in one object; JSON "
+                        "readers would keep only the last") from None
+    except RecursionError:
+        raise SpecError(path, "", f"nested more than {MAX_NESTING} levels deep (a bound "
+                        "of wsesim)") from None
+    except ValueError as exc:   # NaN, Infinity, a number Python cannot hold
+        raise SpecError(path, "", f"malformed JSON: {escape(str(exc), 120)}") from None
+    _check_depth(data, path)
+    return data
+
+
+def _check_depth(data: Any, path: Path) -> None:
+    """Refuse JSON nested deeper than MAX_NESTING (iteratively: no recursion)."""
+    todo: list[tuple[Any, int, str]] = [(data, 0, "")]
+    while todo:
+        value, depth, where = todo.pop()
+        if isinstance(value, (dict, list)):
+            if depth + 1 > MAX_NESTING:
+                raise SpecError(path, _outer(where), f"nested more than {MAX_NESTING} levels deep "
+                                "(a bound of wsesim)")
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            for k, v in items:
+                todo.append((v, depth + 1, f"{where}.{k}" if where else str(k)))
 
 
 def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
@@ -66,6 +265,9 @@ def _known_keys(owner: Any) -> list[str]:
 
 
 def did_you_mean(word: str, choices: list[str]) -> str:
+    """`` (did you mean 'x'?)`` for the choice closest to ``word``, or nothing."""
+    if len(word) > 200:   # no key or name is that long: nothing is close
+        return ""
     close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
@@ -104,10 +306,7 @@ def spec_error_from(
     msg = err["msg"]
     msg = msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
     if kind not in ("value_error", "assertion_error") and "input" in err:
-        shown = repr(err["input"])
-        if len(shown) > 60:
-            shown = shown[:57] + "..."
-        msg = f"{msg} (got {shown})"
+        msg = f"{msg} (got {shown(err['input'])})"
     return SpecError(source, key, msg)
 
 
