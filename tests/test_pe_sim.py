@@ -20,22 +20,23 @@ from wsesim.perf.stages import attention_prefill_meshgemm
 from wsesim.quant import preset
 from wsesim.run import simulate
 from wsesim.sim import pe as P
-from wsesim.sim.fabric_net import (
+from wsesim.sim import stage_programs
+from wsesim.sim.fabric_net import Net
+from wsesim.sim.ops import (
     EAST,
-    STEP_OP,
     WEST,
-    Net,
     op_acc,
     op_acc_any,
+    op_call,
+    op_post,
     op_recv,
     op_send,
-    op_step,
     op_work,
     route_xy,
 )
 
 TOL = 0.10
-PARAMS = Fabric(hop=1, ramp=2, turn=20, add=1, link_bytes=4, step=100,
+PARAMS = Fabric(hop=1, ramp=2, turn=20, add=1, link_bytes=4, call=100, library_call=300,
                 interwafer_bytes_per_cycle=1, interwafer_latency_cycles=0)
 
 
@@ -134,7 +135,7 @@ def test_a_later_prefill_chunk_attends_to_more_tokens():
     first = attention_prefill_meshgemm(kn, att, 8, 8, 128, 128)
     last = attention_prefill_meshgemm(kn, att, 8, 8, 128, 512)
     assert float(last.total) > float(first.total)
-    pe_cost, _ = P._mesh_prefill(kn, att, 8, 8, 128, 512)
+    pe_cost, _ = P.mesh_prefill(kn, att, 8, 8, 128, 512)
     assert float(pe_cost.total) == pytest.approx(float(last.total), rel=TOL)
 
 
@@ -159,7 +160,7 @@ def test_transfer_between_regions_side_by_side_agrees(kernels):
 def test_deployment_tokens_per_s_tile_vs_pe(strategy, batch):
     common = {"model": tiny_model(num_hidden_layers=4),
               "hardware": tiny_hardware(32, 32, kernel={
-                  **tiny_hardware()["kernel"], "comm_step_cycles": 150}),
+                  **tiny_hardware()["kernel"], "fabric_call_cycles": 150}),
               "workload": {"batch_size": batch, "prompt_tokens": 48, "output_tokens": 24},
               "mapping": {"strategy": strategy}}
     tile = simulate(deployment(**common), find_min_wafers=False).performance
@@ -211,7 +212,7 @@ def _trains(other: str | None, w: int = 50) -> float:
     """When a train of ``w`` wavelets from PE (0,0) to (0,6) is in, with ``other``
     another train at the same time: ``"same"`` from (0,1) to (0,7) (it shares five
     links, and is first on them), ``"apart"`` from (1,0) to (1,6) (no link shared)."""
-    net = Net(2, 8, replace(PARAMS, step=0))
+    net = Net(2, 8, replace(PARAMS, call=0))
     a, a_dst = net.node(0, 0), net.node(0, 6)
     ops = {a: [op_send(((route_xy(net, a, a_dst), False, 1),), w)], a_dst: [op_recv(1)]}
     if other is not None:
@@ -234,15 +235,15 @@ def test_a_root_takes_one_train_at_a_time():
     """Two trains arriving at once from both sides: the second is done W later (the
     down-ramp carries one wavelet per cycle), as Fabric.meet prices it."""
     def run(sides: int, w: int = 40) -> float:
-        net = Net(1, 5, replace(PARAMS, step=0))
+        net = Net(1, 5, replace(PARAMS, call=0))
         # the root starts its phase expecting both trains and adds them as they come
-        ops = {2: [op_step((1, 2)), op_acc_any((1, 2))] if sides == 2 else [op_acc(1)],
+        ops = {2: [op_post((1, 2)), op_acc_any((1, 2))] if sides == 2 else [op_acc(1)],
                0: [_send(EAST, 2, 1, w)]}
         if sides == 2:
             ops[4] = [_send(WEST, 2, 2, w)]
         return net.run(ops).cycles
     assert run(2) == run(1) + 40
-    fab = Fabric(hop=1, ramp=2, turn=0, add=1, link_bytes=4, step=0,
+    fab = Fabric(hop=1, ramp=2, turn=0, add=1, link_bytes=4, call=0, library_call=0,
                  interwafer_bytes_per_cycle=1, interwafer_latency_cycles=0)
     # one stage of 2 hops from each side, 160 bytes = 40 wavelets
     assert float(fab.meet(1, 2, 1, 2, 80, 2).total) == run(2)
@@ -259,12 +260,12 @@ def test_a_turn_costs_the_profile_turn_latency():
     assert turning == straight + PARAMS.turn
 
 
-def test_phase_costs_and_local_work_are_charged_where_the_kernels_pay_them():
+def test_call_costs_and_local_work_are_charged_where_the_kernels_pay_them():
     net = Net(1, 2, PARAMS)
-    ops = {0: [op_work(compute=30, overhead=7), STEP_OP, _send(EAST, 1, 1, 10)],
-           1: [STEP_OP, op_recv(1)]}
+    ops = {0: [op_work(compute=30, overhead=7), op_call(), _send(EAST, 1, 1, 10)],
+           1: [op_call((1,)), op_recv(1)]}
     run = net.run(ops)
-    # sender: 37 local + 100 phase, then 2 ramps + 1 hop + 10 wavelets
+    # sender: 37 local + 100 for the call, then 2 ramps + 1 hop + 10 wavelets
     assert run.cycles == 37 + 100 + 2 * 2 + 1 + 10
     assert (run.cost.compute, run.cost.overhead, run.cost.latency, run.cost.bandwidth) == \
         (30, 107, 5, 10)
@@ -273,19 +274,20 @@ def test_phase_costs_and_local_work_are_charged_where_the_kernels_pay_them():
 @given(send_at=st.integers(0, 400), post_at=st.integers(0, 400),
        sender_first=st.booleans())
 @settings(max_examples=40, deadline=None)
-def test_a_train_leaves_when_both_its_sender_and_its_receivers_phase_are_ready(
+def test_a_train_is_taken_when_both_its_sender_and_its_receivers_phase_are_ready(
         send_at, post_at, sender_first):
     # PEs run ahead of simpy's clock: whichever of the two the event loop runs first,
-    # the train enters the fabric at max(its send, its receiver's phase post)
-    params = replace(PARAMS, step=0)      # no phase cost to hide an early train
+    # the train's head is at the receiver 2 ramps + 1 hop after its send (a train
+    # whose receiver is late waits there), and its 10 wavelets stream in from the later
+    # of that and the receiver's post
+    params = replace(PARAMS, call=0)      # no call cost to hide an early train
     net = Net(1, 2, params)
     sender, receiver = (0, 1) if sender_first else (1, 0)
     way = EAST if sender_first else WEST
     ops = {sender: [op_work(compute=send_at), _send(way, 1, 1, 10)],
-           receiver: [op_work(compute=post_at), op_step((1,)), op_recv(1)]}
+           receiver: [op_work(compute=post_at), op_post((1,)), op_recv(1)]}
     run = net.run(ops)
-    # 2 ramps + 1 hop, then 10 wavelets
-    assert run.cycles == max(send_at, post_at) + 2 * params.ramp + params.hop + 10
+    assert run.cycles == max(send_at + 2 * params.ramp + params.hop, post_at) + 10
 
 
 def test_more_wavelets_more_cycles_and_same_run_same_answer(kernels):
@@ -387,9 +389,9 @@ def test_sequential_prefill_chunks_are_sampled_too(monkeypatch):
     att = next(s for s in make_plan(dep, 1).stages if s.part == "attention")
     kn = P.Kernels.of(dep)
     runs: list[str] = []
-    for name in ("_simulate_stage", "_mesh_prefill"):
-        real = getattr(P, name)
-        monkeypatch.setattr(P, name, lambda *a, real=real, name=name:
+    for name in ("simulate_stage", "mesh_prefill"):
+        real = getattr(stage_programs, name)
+        monkeypatch.setattr(stage_programs, name, lambda *a, real=real, name=name:
                             runs.append(name) or real(*a))
     ends = 16 * np.arange(1, 17)
     _, pre = P.pe_stage_costs(kn, att, 257 + np.arange(7), np.full(16, 16), ends)
@@ -412,12 +414,12 @@ def test_pe_stage_costs_interpolates_few_contexts(monkeypatch):
     kn = P.Kernels.of(dep)
     contexts = 17 + np.arange(199)
     simulated: list[int] = []
-    simulate_stage = P._simulate_stage
+    simulate_stage = stage_programs.simulate_stage
 
     def counting(kn, content, rows, cols, context, tokens):
         simulated.append(context)
         return simulate_stage(kn, content, rows, cols, context, tokens)
-    monkeypatch.setattr(P, "_simulate_stage", counting)
+    monkeypatch.setattr(stage_programs, "simulate_stage", counting)
     dec, _ = P.pe_stage_costs(kn, att, contexts, np.array([16]), np.array([16]))
     # the decode steps at MAX_SAMPLES contexts (the first and last among them), plus
     # the one prefill chunk
