@@ -396,6 +396,14 @@ def test_pe_kernel_cases_are_within_their_tolerance(capsys):
     assert sorted(r["name"] for r in rows) == sorted(names)
     for row in rows:
         assert abs(row["error"]) <= 0.15
+        # held out by the constants fitted without its tile-fidelity twin (the same
+        # measurement; PE cases are not in the fit)
+        assert row["loo_error"] is not None and row["loo_error"] != row["error"]
+    assert main(["validate", names[2].removesuffix("-pe"), "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    twin = (out["cases"] if isinstance(out, dict) else out)[0]
+    chain = next(r for r in rows if r["name"] == names[2])
+    assert chain["loo_predicted"] == pytest.approx(twin["loo_predicted"], rel=1e-9)
 
 
 def test_a_turn_costs_the_profile_turn_latency():
