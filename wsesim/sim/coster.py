@@ -13,7 +13,7 @@ import numpy as np
 from wsesim.perf.cost import Cost, stack
 from wsesim.perf.stages import Kernels, needs_logits, sequential_prefill
 from wsesim.sim import stage_programs as programs
-from wsesim.sim.fabric_net import NetRun
+from wsesim.sim.netrun import NetRun
 
 # Context lengths (and prefill chunk ends) simulated per stage at most; others are
 # interpolated linearly between them (attention's cost is linear in the context, up to

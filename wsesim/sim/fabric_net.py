@@ -27,8 +27,8 @@ What it models
   it ahead of ``env.now`` keeps FIFO order on every shared link; a train enters the
   fabric at its sender's clock (an event at that time), so shared links are still
   taken in simulated-time order. A PE posts the phases it starts with its clock, so a
-  train held for its receiver's phase leaves at ``max(post, send)`` whichever PE the
-  event loop runs first.
+  train sent before its receiver's phase is taken at the same time whichever PE the
+  event loop runs first (see ``Net.launch``).
 - Critical-path attribution: every PE carries, next to its clock, the clock split by
   cause (compute, dequant, latency, bandwidth, overhead: :class:`wsesim.perf.cost.Cost`
   fields). A message carries its sender's split; when a message sets a PE's clock, the
@@ -46,7 +46,6 @@ from __future__ import annotations
 import gc
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from heapq import heappush
 from typing import Any
 
@@ -57,11 +56,11 @@ from simpy.events import NORMAL, Event
 from wsesim.perf.compute import PECompute
 from wsesim.perf.cost import Cost
 from wsesim.perf.fabric import Fabric
+from wsesim.sim.netrun import NetRun
 from wsesim.sim.ops import (
     ACC,
     ACCN,
     CALL,
-    DIRECTIONS,
     FIXED,
     FWD,
     INSTR,
@@ -416,42 +415,6 @@ class PE(Event):
         if blocking:
             bd[BANDWIDTH] += w
             self.t = start + w
-
-
-@dataclass
-class NetRun:
-    """What one PE-level run measured. ``cycles``: the last PE's finish; ``cost``: its
-    critical path split by cause; ``events``: simpy events processed (a train's head
-    at a router, a PE woken by a train, a PE's start); utilization arrays are busy
-    fractions of ``cycles`` shaped (rows, cols)."""
-
-    cycles: float
-    cost: Cost
-    events: int
-    wall_s: float                # the whole run: programs loaded and simulated
-    sim_s: float                 # simpy's event loop alone (for events per second)
-    rows: int
-    cols: int
-    pe_busy: np.ndarray          # busy cycles per PE (instructions, fixed costs, streaming)
-    link_busy: np.ndarray        # (rows, cols, 4): cycles each outgoing link carried
-    ramp_up_busy: np.ndarray     # (rows, cols)
-    ramp_down_busy: np.ndarray   # (rows, cols)
-    finish: np.ndarray           # each PE's clock at the end
-    sram_peak: np.ndarray        # bytes each PE held at most
-    notes: list[str] = field(default_factory=list)
-
-    def utilization(self) -> dict[str, np.ndarray]:
-        """Busy fractions (0..1) of the run, each (rows, cols): ``pe`` (the core),
-        ``east``/``west``/``south``/``north`` (each router's outgoing link),
-        ``link`` (the busiest of the four), ``ramp_up``/``ramp_down``."""
-        span = self.cycles or 1.0
-        out = {"pe": self.pe_busy / span}
-        for d, name in enumerate(DIRECTIONS):
-            out[name] = self.link_busy[:, :, d] / span
-        out["link"] = self.link_busy.max(axis=2) / span
-        out["ramp_up"] = self.ramp_up_busy / span
-        out["ramp_down"] = self.ramp_down_busy / span
-        return out
 
 
 class Net:

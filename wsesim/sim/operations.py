@@ -28,7 +28,7 @@ from wsesim.perf.stages import (
     stage_cost,
 )
 from wsesim.quant import QuantFormat
-from wsesim.sim.fabric_net import NetRun
+from wsesim.sim.netrun import NetRun
 from wsesim.sim.program import Program, area, make_net
 from wsesim.sim.stage_programs import MESH_ROUNDS, StageProgram, mesh_prefill
 from wsesim.specs import TensorShape

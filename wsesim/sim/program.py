@@ -32,7 +32,8 @@ from wsesim.sim.collectives import (
     reduce_plan,
     ring_next,
 )
-from wsesim.sim.fabric_net import Net, NetRun
+from wsesim.sim.fabric_net import Net
+from wsesim.sim.netrun import NetRun
 from wsesim.sim.limits import too_large
 from wsesim.sim.ops import (
     EAST,

@@ -13,7 +13,7 @@ from wsesim.mapping.layout import Region
 from wsesim.mapping.tiling import TensorBlock, split_units
 from wsesim.perf.cost import Cost
 from wsesim.perf.stages import Kernels, find_tensor, fused, local_products, meshgemm_tiles
-from wsesim.sim.fabric_net import NetRun
+from wsesim.sim.netrun import NetRun
 from wsesim.sim.ops import ROUTE_SWITCH
 from wsesim.sim.program import Program, area, make_net
 
