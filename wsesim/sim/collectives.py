@@ -1,10 +1,13 @@
 """PE programs of the fabric collectives on a line of PEs (a row or a column of a
 region, or a segment of one), as the kernels run them, for the PE-level engine.
 
-A plan says, for every position of a line of ``n`` PEs, what it does in each
-synchronized phase: nothing (None), or a few actions. Every participant starts a phase
-with the kernel's fixed phase cost (``comm_step_cycles``), as the closed forms charge it
-once per phase. Actions:
+A plan (:class:`LinePlan`) says, for every position of a line of ``n`` PEs, what it
+does in each phase of the operation: nothing (None), or a few actions. A fabric
+operation a kernel calls pays its fixed cost once (``fabric_call_cycles``), not once per
+phase: every PE pays it as it starts its first phase of the call, so the phases inside
+it pay nothing fixed. A plan names the phases that start a call (``calls``); the SDK's
+collectives library (``library``) pays ``library_call_cycles`` per call instead and
+reduces in fp32 (``element_bytes``: at least 4 bytes per element). Actions:
 
 - ``(SEND, offset)``: send its own vector to the PE ``offset`` positions away;
 - ``(FWD, side, offset)``: receive-add-forward: as the train from ``side`` streams in,
@@ -22,13 +25,31 @@ here independently from the message pattern, not from the formulas.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 
 from wsesim.perf.fabric import group_layout
 
 SEND, FWD, ACC, BCAST, RECV, ACCN = range(6)
 
-Plan = tuple  # plan[pos] = tuple of phases; a phase is None or a tuple of actions
+
+@dataclass(frozen=True)
+class LinePlan:
+    """``phases[pos]``: the phases of position ``pos``, each None or a tuple of
+    actions; ``calls``: the phases that start a fabric call (the first always does);
+    ``library``: the calls are the SDK collectives library's, in fp32."""
+
+    phases: tuple
+    calls: tuple[int, ...] = (0,)
+    library: bool = False
+
+    @property
+    def element_bytes(self) -> float:
+        """The least bytes per element on the fabric (the library reduces fp32)."""
+        return 4.0 if self.library else 0.0
+
+    def __getitem__(self, pos: int) -> tuple:
+        return self.phases[pos]
 
 
 def _empty(n: int, phases: int) -> list[list]:
@@ -64,12 +85,14 @@ def _broadcast(plan: list[list], phase: int, n: int, root: int) -> None:
             _add(plan, pos, phase, (RECV, 0 if pos > root else 1))
 
 
-def _freeze(plan: list[list]) -> Plan:
-    return tuple(tuple(None if ph is None else tuple(ph) for ph in row) for row in plan)
+def _freeze(plan: list[list], calls: tuple[int, ...] = (0,), library: bool = False
+            ) -> LinePlan:
+    return LinePlan(tuple(tuple(None if ph is None else tuple(ph) for ph in row)
+                          for row in plan), calls, library)
 
 
 @lru_cache(maxsize=1024)
-def broadcast_plan(n: int, root: int) -> Plan:
+def broadcast_plan(n: int, root: int) -> LinePlan:
     """One multicast from ``root`` to every other PE of the line."""
     plan = _empty(n, 1)
     if n > 1:
@@ -78,13 +101,14 @@ def broadcast_plan(n: int, root: int) -> Plan:
 
 
 @lru_cache(maxsize=1024)
-def allreduce_plan(n: int, algorithm: str, groups: int | None = None) -> Plan:
-    """Every PE of the line ends with the sum: ``chain``, ``tree`` or ``two-level``
-    (``groups`` contiguous groups; the closed form's choice when given None)."""
+def allreduce_plan(n: int, algorithm: str, groups: int | None = None) -> LinePlan:
+    """Every PE of the line ends with the sum: ``chain`` (the SDK collectives library:
+    a reduce call, then a broadcast call), ``tree`` or ``two-level`` (``groups``
+    contiguous groups; required), each of these one fabric call."""
     if n <= 1:
         return _freeze(_empty(n, 0))
     if algorithm == "chain":
-        algorithm, groups = "two-level", 1
+        return _library_chain(n)
     if algorithm == "tree":
         return _tree(n)
     if algorithm != "two-level" or groups is None:
@@ -101,7 +125,18 @@ def allreduce_plan(n: int, algorithm: str, groups: int | None = None) -> Plan:
     return _freeze(plan)
 
 
-def _tree(n: int) -> Plan:
+def _library_chain(n: int) -> LinePlan:
+    """The SDK collectives library's allreduce as its GEMV examples call it: a reduce
+    (one pipelined chain from the first PE to the last: n - 1 receive-add-forward
+    stages one hop apart), then a broadcast (the last PE multicasts the sum back over
+    the whole line); two library calls."""
+    plan = _empty(n, 2)
+    _chains_into(plan, 0, list(range(n)), n - 1)
+    _broadcast(plan, 1, n, n - 1)
+    return _freeze(plan, calls=(0, 1), library=True)
+
+
+def _tree(n: int) -> LinePlan:
     """Each half reduces by a binomial tree into its PE next to the middle (level l:
     partners 2^l apart), the right half's root sends to the left half's, which then
     multicasts the sum to the whole line."""
@@ -125,8 +160,9 @@ def _tree(n: int) -> Plan:
 
 
 @lru_cache(maxsize=4096)
-def reduce_plan(n: int, root: int) -> Plan:
-    """Chains from both ends of the line into ``root`` (one phase; the sum ends there)."""
+def reduce_plan(n: int, root: int) -> LinePlan:
+    """Chains from both ends of the line into ``root`` (one phase, one fabric call; the
+    sum ends there)."""
     plan = _empty(n, 1)
     if n > 1:
         _chains_into(plan, 0, list(range(n)), root)

@@ -27,24 +27,25 @@ What it models
   it ahead of ``env.now`` keeps FIFO order on every shared link; a train enters the
   fabric at its sender's clock (an event at that time), so shared links are still
   taken in simulated-time order. A PE posts the phases it starts with its clock, so a
-  train held for its receiver's phase leaves at ``max(post, send)`` whichever PE the
-  event loop runs first.
+  train sent before its receiver's phase is taken at the same time whichever PE the
+  event loop runs first (see ``Net.launch``).
 - Critical-path attribution: every PE carries, next to its clock, the clock split by
   cause (compute, dequant, latency, bandwidth, overhead: :class:`wsesim.perf.cost.Cost`
   fields). A message carries its sender's split; when a message sets a PE's clock, the
   PE adopts the sender's split plus the path's latency (ramps, hops, turns, adds) and
   bandwidth (W and any queueing). The finishing PE's split is the operation's Cost.
 
-The fixed costs of kernels (``comm_step_cycles`` per synchronized fabric phase,
-``vector_op_cycles`` per vector instruction) are charged by the programs (see
-``wsesim.sim.pe``), not by the fabric: they are properties of the kernels.
+What each PE program op costs is in :mod:`wsesim.sim.ops`: the engine charges every
+fixed cost from the profile's own constant (``Net.fixed``: a fabric call, a library call,
+a route switch, a MeshGEMM step) and every vector instruction from the PE's issue cost,
+dependent latency and SIMD rate (``Net.rate``, ``op_cycles``, ``latency``); the programs (``wsesim.sim.program``)
+only say which ops a kernel runs.
 """
 from __future__ import annotations
 
 import gc
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from heapq import heappush
 from typing import Any
 
@@ -52,11 +53,26 @@ import numpy as np
 import simpy
 from simpy.events import NORMAL, Event
 
+from wsesim.perf.compute import PECompute
 from wsesim.perf.cost import Cost
 from wsesim.perf.fabric import Fabric
-
-EAST, WEST, SOUTH, NORTH = 0, 1, 2, 3
-DIRECTIONS = ("east", "west", "south", "north")
+from wsesim.sim.netrun import NetRun
+from wsesim.sim.ops import (
+    ACC,
+    ACCN,
+    CALL,
+    FIXED,
+    FWD,
+    INSTR,
+    LIBRARY_CALL,
+    MESH_STEP,
+    POST,
+    RECVA,
+    ROUTE_SWITCH,
+    SEND,
+    SENDA,
+    WORK,
+)
 # a PE's split of its clock by cause: the first five fields of Cost, in their order
 COMPUTE, DEQUANT, LATENCY, BANDWIDTH, OVERHEAD = range(5)
 
@@ -136,66 +152,6 @@ class _Branch(Event):
         self.lat += dt
         self.callbacks = self._cbs
         heappush(net.queue, (start + dt, NORMAL, next(net.eid), self))
-
-
-# PE program operations: each PE runs a flat list of these tuples in order.
-WORK, STEP, SEND, RECV, ACC, FWD, ACCN, SENDA, RECVA = range(9)
-
-
-def op_work(compute: float = 0.0, dequant: float = 0.0, overhead: float = 0.0,
-            sram: int = 0) -> tuple:
-    """Local instructions (cycles by cause); ``sram``: bytes the PE now holds more."""
-    return (WORK, float(compute), float(dequant), float(overhead), int(sram))
-
-
-STEP_OP = (STEP, ())   # the fixed cost of starting a synchronized fabric phase
-
-
-def op_step(receives: Sequence[Any] = ()) -> tuple:
-    """Start a synchronized fabric phase (its fixed cost, ``comm_step_cycles``), in
-    which the PE will receive the trains tagged ``receives``: it posts them now, so
-    trains sent to it for this phase may enter the fabric (backpressure: a train whose
-    receiver has not started its phase waits at its sender, taking no link)."""
-    return (STEP, tuple(receives))
-
-
-def op_send(branches: tuple, w: int) -> tuple:
-    """Send a train of ``w`` wavelets: ``branches`` are (legs, along, tag) triples."""
-    return (SEND, tuple(branches), int(w))
-
-
-def op_recv(tag: Any) -> tuple:
-    """Receive the train tagged ``tag`` whole (a copy)."""
-    return (RECV, tag)
-
-
-def op_acc(tag: Any) -> tuple:
-    """Receive the train tagged ``tag`` whole and add it in (``add`` after its tail)."""
-    return (ACC, tag)
-
-
-def op_acc_any(tags: Sequence[Any]) -> tuple:
-    """Add in the trains tagged ``tags`` in the order they arrive (a root that two
-    chains run into: whichever is there first is added first)."""
-    return (ACCN, tuple(tags))
-
-
-def op_send_async(branches: tuple, w: int) -> tuple:
-    """Start a train of ``w`` wavelets and go on (an asynchronous DSD move: the
-    up-ramp streams it while the PE computes; two sends share the up-ramp)."""
-    return (SENDA, tuple(branches), int(w))
-
-
-def op_recv_async(tag: Any) -> tuple:
-    """Wait until the train tagged ``tag`` has landed in memory (an asynchronous DSD
-    move: it took the down-ramp, one wavelet per cycle, while the PE computed)."""
-    return (RECVA, tag)
-
-
-def op_fwd(tag: Any, branches: tuple, w: int) -> tuple:
-    """Receive-add-forward: as the train tagged ``tag`` streams in, add and send the sum
-    on (``add`` cycles after its head)."""
-    return (FWD, tag, tuple(branches), int(w))
 
 
 class PE(Event):
@@ -282,17 +238,31 @@ class PE(Event):
                     self.sram_peak = max(self.sram_peak, self.sram_used)
                 i += 1
                 continue
-            if code == STEP:
+            if code == FIXED:       # a call, a route switch, a step: posts first
                 if op[1]:
                     if self.held:
                         self._post(op[1], t)
                     else:
                         for tag in op[1]:
                             posted[tag] = t
-                step = net.step
-                bd[OVERHEAD] += step
-                t += step
-                busy += step
+                fixed = net.fixed[op[2]]
+                bd[OVERHEAD] += fixed
+                t += fixed
+                busy += fixed
+                i += 1
+                continue
+            if code == INSTR:       # dependent vector instructions
+                count, length = op[1], op[2]
+                if count > 0 and length > 0:
+                    issue = count * net.op_cycles
+                    stream = count * max(net.latency, length / net.rate)
+                    bd[OVERHEAD] += issue
+                    bd[COMPUTE] += stream
+                    t += issue + stream
+                    busy += issue + stream
+                if op[3]:
+                    self.sram_used += op[3]
+                    self.sram_peak = max(self.sram_peak, self.sram_used)
                 i += 1
                 continue
             if code == SEND:
@@ -359,10 +329,14 @@ class PE(Event):
                 head, w, send_t, mbd, lat = msg
                 until = head + net.add
                 if until > t:
+                    if send_t + lat >= t:   # the sender's path sets the clock
+                        bd = list(mbd)
+                        bd[LATENCY] += lat + net.add
+                        bd[BANDWIDTH] += head - send_t - lat
+                    else:                   # the train waited for this PE
+                        bd[LATENCY] += net.add
+                        bd[BANDWIDTH] += head - t
                     t = until
-                    bd = list(mbd)
-                    bd[LATENCY] += lat + net.add
-                    bd[BANDWIDTH] += head - send_t - lat
                 net.down_busy[self.idx] += w
                 self.t, self.bd = t, bd
                 self._send(op[2], op[3])
@@ -383,10 +357,14 @@ class PE(Event):
         extra = self.net.add if code == ACC else 0.0
         start = head + extra
         self.net.down_busy[self.idx] += w
-        if start > t:           # the train sets the clock: take its critical path
-            bd = list(mbd)
-            bd[LATENCY] += lat + extra
-            bd[BANDWIDTH] += head - send_t - lat + w
+        if start > t:
+            if send_t + lat >= t:   # the train sets the clock: take its critical path
+                bd = list(mbd)
+                bd[LATENCY] += lat + extra
+                bd[BANDWIDTH] += head - send_t - lat + w
+            else:                   # it waited for this PE: the PE's own path, then it
+                bd[LATENCY] += extra
+                bd[BANDWIDTH] += head - t + w
             return start + w, bd
         bd[BANDWIDTH] += w
         return t + w, bd
@@ -399,7 +377,7 @@ class PE(Event):
             posted[tag] = at
             train = held.pop(tag, None)
             if train is not None:
-                self.net.launch(*train, tag, at)
+                self.net.launch(*train[:6], tag, at, train[6])
 
     def _send(self, branches: tuple, w: int, blocking: bool = True) -> None:
         """A train of ``w`` wavelets at the PE's clock: one up-ramp occupancy (after the
@@ -425,66 +403,41 @@ class PE(Event):
         net.up_busy[idx] += w
         routes = net.routes
         for legs, along, tag in branches:
-            steps, delta = routes.get(legs) or net.route(legs)
+            steps, delta, lat = routes.get(legs) or net.route(legs)
             posted = start
             if not along:           # one receiver: when does it start the phase for it?
                 pe = net.pes[idx + delta]
                 posted = pe.posted.get(tag)
                 if posted is None:  # not yet: the train waits for it (see _post)
-                    pe.held[tag] = (idx, steps, along, w, start, sent_bd)
+                    pe.held[tag] = (idx, steps, along, w, start, sent_bd, lat)
                     continue
-            net.launch(idx, steps, along, w, start, sent_bd, tag, posted)
+            net.launch(idx, steps, along, w, start, sent_bd, tag, posted, lat)
         if blocking:
             bd[BANDWIDTH] += w
             self.t = start + w
-
-
-@dataclass
-class NetRun:
-    """What one PE-level run measured. ``cycles``: the last PE's finish; ``cost``: its
-    critical path split by cause; ``events``: simpy events processed (a train's head
-    at a router, a PE woken by a train, a PE's start); utilization arrays are busy
-    fractions of ``cycles`` shaped (rows, cols)."""
-
-    cycles: float
-    cost: Cost
-    events: int
-    wall_s: float                # the whole run: programs loaded and simulated
-    sim_s: float                 # simpy's event loop alone (for events per second)
-    rows: int
-    cols: int
-    pe_busy: np.ndarray          # busy cycles per PE (instructions, steps, streaming)
-    link_busy: np.ndarray        # (rows, cols, 4): cycles each outgoing link carried
-    ramp_up_busy: np.ndarray     # (rows, cols)
-    ramp_down_busy: np.ndarray   # (rows, cols)
-    finish: np.ndarray           # each PE's clock at the end
-    sram_peak: np.ndarray        # bytes each PE held at most
-    notes: list[str] = field(default_factory=list)
-
-    def utilization(self) -> dict[str, np.ndarray]:
-        """Busy fractions (0..1) of the run, each (rows, cols): ``pe`` (the core),
-        ``east``/``west``/``south``/``north`` (each router's outgoing link),
-        ``link`` (the busiest of the four), ``ramp_up``/``ramp_down``."""
-        span = self.cycles or 1.0
-        out = {"pe": self.pe_busy / span}
-        for d, name in enumerate(DIRECTIONS):
-            out[name] = self.link_busy[:, :, d] / span
-        out["link"] = self.link_busy.max(axis=2) / span
-        out["ramp_up"] = self.ramp_up_busy / span
-        out["ramp_down"] = self.ramp_down_busy / span
-        return out
 
 
 class Net:
     """A ``rows x cols`` mesh of PEs and routers on one simpy environment."""
 
     def __init__(self, rows: int, cols: int, params: Fabric,
-                 sram_bytes: int | None = None) -> None:
+                 sram_bytes: int | None = None, compute: PECompute | None = None,
+                 route_switch: float = 0.0, mesh_step: float = 0.0) -> None:
+        """``params``: hop, ramp, turn latencies, a chain stage's receive-add-forward,
+        the fixed costs of a fabric and a library call; ``compute``: the PE's vector
+        instructions (needed by ``INSTR`` ops); ``route_switch``, ``mesh_step``: the
+        kernels' fixed costs of re-routing reductions and of a MeshGEMM step."""
         if rows < 1 or cols < 1:
             raise ValueError(f"a grid needs at least one PE, got {rows} x {cols}")
         self.rows, self.cols = rows, cols
         self.hop, self.ramp, self.turn = params.hop, params.ramp, params.turn
-        self.add, self.step = params.add, params.step
+        self.add = params.add
+        fixed = {POST: 0.0, CALL: params.call, LIBRARY_CALL: params.library_call,
+                 ROUTE_SWITCH: route_switch, MESH_STEP: mesh_step}
+        self.fixed = tuple(float(fixed[k]) for k in range(len(fixed)))
+        self.rate = compute.rate if compute else float("nan")
+        self.op_cycles = compute.op_cycles if compute else float("nan")
+        self.latency = compute.latency if compute else float("nan")
         self.sram_bytes = sram_bytes
         self.env = simpy.Environment()
         # The hot paths schedule events as ``Environment.schedule`` does, inlined: a
@@ -494,7 +447,7 @@ class Net:
             raise TypeError("wsesim.sim.fabric_net needs simpy 4's event queue")
         n = rows * cols
         self.offset = (1, -1, cols, -cols)
-        self.routes: dict[tuple, tuple[tuple, int]] = {}
+        self.routes: dict[tuple, tuple[tuple, int, float]] = {}
         self.link_free = [0.0] * (4 * n)
         self.link_busy = [0.0] * (4 * n)
         self.up_free = [0.0] * n
@@ -503,9 +456,9 @@ class Net:
         self.down_busy = [0.0] * n
         self.pes = [PE(self, i) for i in range(n)]
 
-    def route(self, legs: tuple) -> tuple[tuple, int]:
+    def route(self, legs: tuple) -> tuple[tuple, int, float]:
         """A route of (direction, hops) legs as (steps, the receiver's index minus the
-        sender's); each step (direction, the step to the next router's index, cycles
+        sender's, the head's latency from PE to PE without queueing); each step (direction, the step to the next router's index, cycles
         until the head is there: ``hop``, plus ``turn`` where dimension-ordered routing
         changes direction). Cached in ``routes``."""
         out: list[tuple] = []
@@ -515,15 +468,22 @@ class Net:
                 turn = self.turn if last is not None and d != last else 0.0
                 out.append((d, self.offset[d], self.hop + turn))
                 last = d
-        route = self.routes[legs] = (tuple(out), sum(step[1] for step in out))
+        route = self.routes[legs] = (tuple(out), sum(step[1] for step in out),
+                                     sum(step[2] for step in out) + 2 * self.ramp)
         return route
 
     def launch(self, src: int, steps: tuple, along: bool, w: int, start: float, bd: tuple,
-               tag: Any, posted: float) -> None:
-        """A train sent at ``start`` whose receiver starts its phase at ``posted``
-        enters the fabric at the later of the two: its head is at the sender's router
-        a ramp later (one event per link from there)."""
-        at = start if start > posted else posted
+               tag: Any, posted: float, lat: float = 0.0) -> None:
+        """A train sent at ``start`` whose receiver starts its phase at ``posted``, on
+        a path of ``lat`` cycles. Its head may wait at the receiver (in the input queue
+        of its color, the receive-add pipeline primed), but its wavelets flow only as
+        the receiver takes them (flow control: a stalled train takes no link
+        bandwidth), so it enters the fabric at the later of ``start`` and ``posted -
+        lat - add``: a receiver that starts its phase late takes the train at once.
+        Its head is at the sender's router a ramp later (one event per link from
+        there)."""
+        ready = posted - lat - self.add
+        at = start if start > ready else ready
         heappush(self.queue, (at + self.ramp, NORMAL, next(self.eid),
                               _Branch(self, src, steps, along, w, tag, start, bd,
                                       self.ramp)))
@@ -607,16 +567,3 @@ class Net:
             finish=finish,
             sram_peak=np.array([pe.sram_peak for pe in self.pes]).reshape(rows, cols),
             notes=notes)
-
-
-def route_xy(net: Net, src: int, dst: int) -> tuple:
-    """Dimension-ordered legs from ``src`` to ``dst``: along the row (X) first, then
-    along the column (Y)."""
-    sr, sc = divmod(src, net.cols)
-    dr, dc = divmod(dst, net.cols)
-    legs = []
-    if dc != sc:
-        legs.append((EAST if dc > sc else WEST, abs(dc - sc)))
-    if dr != sr:
-        legs.append((SOUTH if dr > sr else NORTH, abs(dr - sr)))
-    return tuple(legs)
