@@ -61,7 +61,12 @@ def check_workers(workers: Any, source: str = "<command line>") -> int:
 
 # ----------------------------------------------------------------------- workers
 def _worker_init(main_pid: int, parent_is_main: bool) -> None:
-    """Runs first in every worker process: ignore Ctrl-C and die with the sweep."""
+    """Runs first in every worker process: ignore Ctrl-C, die with the sweep, and print a
+    warning (an unknown config.json key) as the one line the CLI prints."""
+    import warnings
+
+    from wsesim.errors import show_warning
+    warnings.showwarning = show_warning
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     parent = os.getppid()
     if parent_is_main and parent != main_pid:
