@@ -587,3 +587,17 @@ def test_pe_stage_costs_interpolates_few_contexts(monkeypatch):
     direct = P.stage(kn, att.content, 8, 8, int(contexts[100])).pe_cycles
     assert totals[100] == pytest.approx(direct, rel=0.02)
     assert math.isfinite(totals.sum())
+
+
+def test_a_deployment_region_past_the_pe_limit_is_one_line(tmp_path, capsys):
+    """A whole deployment at the PE level runs each region several times: 96 x 96 PEs of
+    sequential layers ran for a minute and 1.2 GB; its regions are held to 64 x 64."""
+    from wsesim.sim.limits import MAX_REGION_PES
+    path = tmp_path / "d.yaml"
+    path.write_text(json.dumps(deployment(
+        hardware=tiny_hardware(rows=96, cols=96), mapping={"strategy": "sequential"},
+        simulation={"fidelity": "pe"}).model_dump(mode="json")))
+    assert main(["run", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {path}: simulation.fidelity: ")
+    assert f"{MAX_REGION_PES:,}" in err[0]

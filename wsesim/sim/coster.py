@@ -13,6 +13,7 @@ import numpy as np
 from wsesim.perf.cost import Cost, stack
 from wsesim.perf.stages import Kernels, needs_logits, sequential_prefill
 from wsesim.sim import stage_programs as programs
+from wsesim.sim.limits import check_pe_region
 from wsesim.sim.netrun import NetRun
 
 # Context lengths (and prefill chunk ends) simulated per stage at most; others are
@@ -52,6 +53,7 @@ def pe_stage_costs(kn: Kernels, stage: Any, contexts: np.ndarray,
     content = stage.content
     r = stage.region
     rows, cols = r.rows, r.cols
+    check_pe_region(rows, cols, stage.name)
     contexts = np.asarray(contexts)
     runs: dict[int, NetRun] = {}
 
