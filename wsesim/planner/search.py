@@ -103,7 +103,8 @@ def _decide(c: Candidate, sram: int) -> None:
     """The exact answers: does it fit (bounds, else the ledger), its fullest PE, and its
     simulated rates."""
     from wsesim.performance import simulate_performance
-    c.max_pe_bytes = fullest_pe_bytes(c.plan)
+    if c.max_pe_bytes is None:
+        c.max_pe_bytes = fullest_pe_bytes(c.plan)
     c.fits = c.max_pe_bytes <= sram
     c.outcome = simulate_performance(c.plan, c.fits)
     c.simulated = c.outcome[0]
@@ -113,11 +114,13 @@ def search(dep: Deployment, wafers: int) -> SearchResult:
     """The best plan of ``dep`` on ``wafers`` wafers by its ``mapping.objective`` that
     fits, with the candidates decided exactly (the best first).
 
-    1. Rate every rung of the ladder (both balances) by the closed forms and fit bounds.
+    1. Rate every rung of the ladder (balanced by bytes; with few stages per wafer, every
+       count both ways) by the closed forms and fit bounds.
     2. Find the fewest regions per wafer that fit, by bisection between the rungs on
        either side of the fit boundary (the fewer regions, the bigger each, the more
        quantization groups cut in two and stored twice).
-    3. Try the counts next to the best rated rung that may fit.
+    3. Try the counts next to the best rated rung that may fit; balance the best few by
+       time too.
     4. Check fits exactly in the order of the rating; the candidates that fit and are
        rated within ``MARGIN`` of the best that fits (at most ``FINALISTS``), and the
        pipeline and sequential plans when they fit, are decided by the simulation.
@@ -165,7 +168,7 @@ def search(dep: Deployment, wafers: int) -> SearchResult:
             fits.append(c)
             best_fit = max(best_fit, value)
     # the classic strategies are finalists whenever they fit (so that the answer is never
-    # worse than either); if nothing fits, the best by the rating is shown
+    # worse than either)
     baselines = [c for c in rated if c.choice in (Choice("pipeline"), Choice("sequential"))
                  and _fits(c, sram)]
     finalists = _distinct(fits + baselines)
