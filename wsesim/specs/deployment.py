@@ -10,6 +10,7 @@ from wsesim.errors import KeyedError
 from wsesim.specs.hardware import HardwareProfile
 from wsesim.specs.model import ModelSpec
 from wsesim.specs.quantization import QuantizationSpec
+from wsesim.specs.serving import ServingSpec
 
 
 class WorkloadSpec(BaseModel):
@@ -108,6 +109,7 @@ class Deployment(BaseModel):
     workload: WorkloadSpec = WorkloadSpec()
     mapping: MappingSpec = MappingSpec()
     simulation: SimulationSpec = SimulationSpec()
+    serving: ServingSpec | None = None   # a stream of requests (wsesim serve)
 
     @model_validator(mode="after")
     def _fits_the_hardware_and_model(self) -> "Deployment":
