@@ -31,6 +31,8 @@ ELEMENTWISE_OPS = ("rope", "exp", "rsqrt", "silu")
 MAX_OP_CYCLES = 1000.0
 MIN_LANES = 0.01
 MAX_LANES = 1024.0
+# A system's wall power beyond a megawatt is a typo (a CS-2 or CS-3 draws about 23 kW).
+MAX_SYSTEM_POWER_W = 1e6
 
 
 def _finite_number(value: Any) -> Any:
@@ -140,6 +142,10 @@ class HardwareProfile(BaseModel):
     interwafer_bytes_per_s: PositiveFloat       # per wafer, each direction
     interwafer_latency_s: NonNegativeFloat
     kernel: KernelProfile
+    # wall power of one system (the wafer with its power, cooling and I/O), for energy
+    # and cost per token; None: not known (energy is then not reported)
+    system_power_w: Annotated[float, BeforeValidator(_finite_number),
+                              Field(gt=0, le=MAX_SYSTEM_POWER_W)] | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> "HardwareProfile":
