@@ -24,6 +24,7 @@ from wsesim.serving.scheduler import MicroBatch, Scheduler
 TRACE_MICRO_BATCHES = 200   # micro-batches whose visit of every element a trace records
 TRACE_REQUESTS = 500        # requests whose phases a trace records
 GATE_TOLERANCE = 1e-12      # relative: a gate this close to now is open (rounding)
+SERVICE_CACHE_FLOATS = 1 << 22   # one sequence's service kept by context (32 MB at most)
 
 
 @dataclass
@@ -82,9 +83,10 @@ class Engine:
         self.first = np.full(n, np.nan)
         self.finished = np.full(n, np.nan)
         self.rejected = np.zeros(n, dtype=bool)
-        self.last_out = np.zeros(n)
+        self.last_out = [0.0] * n
+        self.output_list = self.output.tolist()
         gaps = np.maximum(self.output - 1, 0)
-        self.itl_at = np.concatenate([[0], np.cumsum(gaps)[:-1]]).astype(np.int64)
+        self.itl_at = np.concatenate([[0], np.cumsum(gaps)[:-1]]).astype(np.int64).tolist()
         self.itl = np.full(int(gaps.sum()), np.nan)
         self.free = np.zeros(costs.size)
         self.busy = np.zeros(costs.size)
@@ -101,12 +103,19 @@ class Engine:
         self.trace = trace
         self.visits: list[Visit] = []
         self._last: tuple[Any, Any] = (None, None)   # the last decode micro-batch priced
-        self._chunk_service: dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        # services kept (one sequence's decode by context, prompt chunks) and how many
+        # times each entered (their busy time is added up at the end)
+        self._kept: dict[Any, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._keep_limit = max(1, SERVICE_CACHE_FLOATS // (3 * costs.size))
+        self._passes: dict[Any, int] = {}
+        self._gap = np.zeros(costs.size)
 
     # ---- events --------------------------------------------------------------------
     def run(self) -> ServingRun:
         self.env.process(self._arrivals())
         self.env.run()
+        for key, count in self._passes.items():
+            self.busy += count * self._kept[key][0]
         timeline = np.array(self.records, dtype=float).T
         return ServingRun(self.arrival, self.admitted, self.first, self.finished,
                           self.rejected, self.output, self.prompt, self.itl, timeline,
@@ -159,11 +168,11 @@ class Engine:
             if mb is None:
                 self.force = False
                 return
-            occ, reach, start = self._service(mb)
-            gap = self.free - start              # how late each element would keep it
+            occ, reach, start, key = self._service(mb)
+            gap = np.subtract(self.free, start, out=self._gap)  # how late each keeps it
             gate = float(gap.max())
-            if (gate > now + GATE_TOLERANCE * now and self.returning > 0
-                    and not self.force):
+            late = gate > now + GATE_TOLERANCE * now
+            if late and self.returning > 0 and not self.force:
                 if self.timer_at != gate:
                     self.timer_gen += 1
                     self.timer_at = gate
@@ -171,31 +180,47 @@ class Engine:
                     self._at(gate, lambda _e, gen=gen: self._on_timer(gen))
                 return
             self.force = False
-            done = np.maximum.accumulate(gap)
-            np.maximum(done, now, out=done)
-            done += reach
-            self.free = done
-            self.busy += occ
-            self._send(mb, done, occ)
+            if late:    # it waits inside: the max-plus recursion
+                np.maximum.accumulate(gap, out=gap)
+                np.maximum(gap, now, out=gap)
+                np.add(gap, reach, out=self.free)
+            else:       # it passes every element without waiting
+                np.add(reach, now, out=self.free)
+            if key is None:
+                self.busy += occ
+            else:
+                self._passes[key] = self._passes.get(key, 0) + 1
+            self._send(mb, self.free, occ)
 
-    def _service(self, mb: MicroBatch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(occupancy, when it reaches the end of each element, when it would start
-        at each element), relative to its entry, of micro-batch ``mb``."""
+    def _service(self, mb: MicroBatch
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Any]:
+        """(occupancy, when it reaches the end of each element, when it would start at
+        each element, relative to its entry; and the key under which it is kept, None
+        if it is not) of micro-batch ``mb``."""
         if mb.kind == "decode":
-            key: tuple = ("decode", mb.ids, mb.contexts.tobytes())
-            if self._last[0] == key:
-                return self._last[1]
+            if len(mb.ids) == 1:        # one sequence: by its context, kept
+                key: Any = int(mb.contexts[0])
+                cached = self._kept.get(key)
+                if cached is not None:
+                    return (*cached, key)
+            else:
+                key = (mb.ids, mb.contexts.tobytes())
+                if self._last[0] == key:
+                    return (*self._last[1], None)
             occ, delay = self.costs.decode(mb.contexts)
             reach = np.cumsum(occ + delay)
             out = (occ, reach, reach - occ)
+            if isinstance(key, int) and len(self._kept) < self._keep_limit:
+                self._kept[key] = out
+                return (*out, key)
             self._last = (key, out)
-            return out
-        ckey = (mb.tokens, mb.end, mb.last)
-        if ckey not in self._chunk_service:
-            occ, delay = self.costs.chunk(*ckey)
+            return (*out, None)
+        ckey = ("chunk", mb.tokens, mb.end, mb.last)
+        if ckey not in self._kept:
+            occ, delay = self.costs.chunk(*ckey[1:])
             reach = np.cumsum(occ + delay)
-            self._chunk_service[ckey] = (occ, reach, reach - occ)
-        return self._chunk_service[ckey]
+            self._kept[ckey] = (occ, reach, reach - occ)
+        return (*self._kept[ckey], ckey)
 
     def _send(self, mb: MicroBatch, done: np.ndarray, occ: np.ndarray) -> None:
         sched = self.sched
@@ -205,7 +230,7 @@ class Engine:
         if mb.kind == "decode":
             self.counts["decode_batches"] += 1
             self.counts["decode_tokens"] += len(mb.ids)
-            ids = np.asarray(mb.ids, dtype=np.int64)
+            ids = mb.ids
             self.returning += 1
             self._at(out, lambda _e, ids=ids: self._tokens_out(ids))
             label = f"decode x{len(mb.ids)}"
@@ -233,20 +258,25 @@ class Engine:
             self.sched.ready.append(i)
         self._schedule()
 
-    def _tokens_out(self, ids: np.ndarray) -> None:
+    def _tokens_out(self, ids: list[int]) -> None:
         self.events += 1
         self.returning -= 1
         now = self.env.now
         sched = self.sched
-        produced = sched.produced[ids]
-        self.itl[self.itl_at[ids] + produced - 1] = now - self.last_out[ids]
-        self.last_out[ids] = now
-        produced = produced + 1
-        sched.produced[ids] = produced
-        ended = produced >= self.output[ids]
-        if ended.any():
-            self._finish(ids[ended])
-        sched.ready.extend(ids[~ended].tolist())
+        produced, output, last_out = sched.produced, self.output_list, self.last_out
+        itl, itl_at = self.itl, self.itl_at
+        ended = []
+        for i in ids:
+            k = produced[i]
+            itl[itl_at[i] + k - 1] = now - last_out[i]
+            last_out[i] = now
+            produced[i] = k + 1
+            if k + 1 >= output[i]:
+                ended.append(i)
+            else:
+                sched.ready.append(i)
+        if ended:
+            self._finish(np.array(ended, dtype=np.int64))
         self._schedule()
 
     def _finish(self, ids: np.ndarray) -> None:

@@ -58,7 +58,8 @@ class Scheduler:
         self.prefill: deque[int] = deque()   # admitted, prompt left to send
         self.ready: deque[int] = deque()     # decoding, previous token out
         self.position = np.zeros(len(prompt), dtype=np.int64)   # prompt tokens sent
-        self.produced = np.zeros(len(prompt), dtype=np.int64)   # output tokens out
+        self.produced = [0] * len(prompt)                       # output tokens out
+        self._prompt = prompt.tolist()
         self.decode_next = False             # when both wait: whose turn
         self.blocked = False                 # the oldest waiting did not fit; unchanged
 
@@ -95,8 +96,9 @@ class Scheduler:
         if decode:
             b = min(self.max_stage_batch, len(self.ready))
             ids = list(islice(self.ready, b))
-            idx = np.asarray(ids, dtype=np.int64)
-            return MicroBatch("decode", ids, self.prompt[idx] + self.produced[idx])
+            contexts = np.array([self._prompt[i] + self.produced[i] for i in ids],
+                                dtype=np.int64)
+            return MicroBatch("decode", ids, contexts)
         if not self.prefill:
             return None
         i = self.prefill[0]
