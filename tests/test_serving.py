@@ -312,3 +312,16 @@ def test_throughput_never_beats_the_busiest_element():
     served = serve(study(dep, rate_per_s=1e6, requests=200, max_stage_batch=4))
     assert max(e["busy"] for e in served.summary["element_busy"]) <= 1 + 1e-9
     assert not math.isnan(served.summary["duration_s"])
+
+
+def test_a_sliding_window_bounds_a_requests_kv_and_its_attention():
+    dep = tiny("pipeline", 1, prompt=1000, output=40)
+    full = study(dep, requests=1)
+    windowed = study(dep, requests=1, kv_window_tokens=256)
+    np.testing.assert_array_equal(windowed.costs.decode(np.array([1020]))[0],
+                                  full.costs.decode(np.array([256]))[0])
+    assert np.all(windowed.costs.decode(np.array([1020]))[0]
+                  <= full.costs.decode(np.array([1020]))[0])
+    run = serve(windowed).run
+    np.testing.assert_array_equal(run.max_used_slots, windowed.kv.need(np.array([256]))[0])
+    assert np.all(serve(full).run.max_used_slots == full.kv.need(np.array([1040]))[0])

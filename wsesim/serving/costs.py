@@ -38,6 +38,7 @@ from wsesim.perf.model import (
 from wsesim.perf.stages import Kernels, lm_head_cost, prefill_cost, stage_cost
 
 MAX_CONTEXT_TABLE = 1 << 22   # elements x context lengths kept as one table (32 MB)
+MAX_KEPT_FLOATS = 1 << 24     # values of the prompt chunks' costs kept (128 MB at most)
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,25 @@ class BatchCosts:
             self._per_context = (self._matt @ one).T.copy()
         self._decode_base: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._chunks: dict[tuple[int, int, bool], tuple[np.ndarray, np.ndarray]] = {}
+        self._chunk_base_cache: dict[tuple[int, bool], tuple[np.ndarray, np.ndarray]] = {}
+        # attention stages alike for a prompt chunk (content, region shape, alone on it
+        # or not: the kernel differs) and how many of each every element runs
+        prefill: dict[tuple, int] = {}
+        self._prefill_shapes: list[tuple[Stage, bool]] = []
+        cells: list[tuple[int, int]] = []
+        for k, slot in enumerate(slots):
+            for st in slot.stages:
+                if st.part != "attention":
+                    continue
+                r = st.region
+                key = (id(st.content), r.rows, r.cols, slot.alone)
+                if key not in prefill:
+                    prefill[key] = len(self._prefill_shapes)
+                    self._prefill_shapes.append((st, slot.alone))
+                cells.append((k, prefill[key]))
+        self._matt_prefill = np.zeros((self.size, len(self._prefill_shapes)))
+        for k, j in cells:
+            self._matt_prefill[k, j] += 1
         self._stage_cache: dict[tuple, float] = {}
         self._path_cache: dict[tuple, tuple[float, float]] = {}
 
@@ -257,22 +277,37 @@ class BatchCosts:
         one = self._one[self._shape_index, -(-ctx // self._rows[:, None])]
         return occ + self._matt @ (one[:, 0] if b == 1 else one.sum(axis=1)), delay
 
-    def chunk(self, tokens: int, end: int, last: bool) -> tuple[np.ndarray, np.ndarray]:
-        """(occupancy, delay) per element of a prompt chunk of ``tokens`` tokens ending
-        at prompt position ``end`` (``last``: the prompt's last chunk, which needs
-        logits)."""
-        key = (tokens, end, last)
-        if key not in self._chunks:
+    def _chunk_base(self, tokens: int, last: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Occupancy (attention stages left out) and delay of a prompt chunk."""
+        key = (tokens, last)
+        if key not in self._chunk_base_cache:
             occ = np.zeros(self.size)
             delay = np.zeros(self.size)
             for k, slot in enumerate(self.slots):
                 if slot.kind in ("path", "link"):
                     occ[k], delay[k] = self._carry(slot, tokens)
                 elif slot.kind == "stages":
-                    occ[k] = sum(self._stage(s, slot.alone, "prefill", tokens, end, last)
-                                 for s in slot.stages)
+                    occ[k] = sum(self._stage(s, slot.alone, "prefill", tokens, 0, last)
+                                 for s in slot.stages if s.part != "attention")
+            self._chunk_base_cache[key] = (occ, delay)
+        return self._chunk_base_cache[key]
+
+    def chunk(self, tokens: int, end: int, last: bool) -> tuple[np.ndarray, np.ndarray]:
+        """(occupancy, delay) per element of a prompt chunk of ``tokens`` tokens ending
+        at prompt position ``end`` (``last``: the prompt's last chunk, which needs
+        logits). Kept while the kept chunks hold fewer than MAX_KEPT_FLOATS values."""
+        key = (tokens, end, last)
+        kept = self._chunks.get(key)
+        if kept is not None:
+            return kept
+        occ, delay = self._chunk_base(tokens, last)
+        if self._prefill_shapes:
+            att = np.array([self._stage(stage, alone, "prefill", tokens, end, last)
+                            for stage, alone in self._prefill_shapes])
+            occ = occ + self._matt_prefill @ att
+        if (len(self._chunks) + 1) * 2 * self.size <= MAX_KEPT_FLOATS:
             self._chunks[key] = (occ, delay)
-        return self._chunks[key]
+        return occ, delay
 
     def peak_decode_occupancy(self, b: int, context: int) -> np.ndarray:
         """Occupancy per element of b decode tokens all at ``context`` (for bounds)."""

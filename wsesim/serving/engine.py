@@ -24,7 +24,7 @@ from wsesim.serving.scheduler import MicroBatch, Scheduler
 TRACE_MICRO_BATCHES = 200   # micro-batches whose visit of every element a trace records
 TRACE_REQUESTS = 500        # requests whose phases a trace records
 GATE_TOLERANCE = 1e-12      # relative: a gate this close to now is open (rounding)
-SERVICE_CACHE_FLOATS = 1 << 22   # one sequence's service kept by context (32 MB at most)
+SERVICE_CACHE_FLOATS = 1 << 22   # services kept (by context, by chunk): 32 MB at most
 
 
 @dataclass
@@ -216,11 +216,16 @@ class Engine:
             self._last = (key, out)
             return (*out, None)
         ckey = ("chunk", mb.tokens, mb.end, mb.last)
-        if ckey not in self._kept:
-            occ, delay = self.costs.chunk(*ckey[1:])
-            reach = np.cumsum(occ + delay)
-            self._kept[ckey] = (occ, reach, reach - occ)
-        return (*self._kept[ckey], ckey)
+        kept = self._kept.get(ckey)
+        if kept is not None:
+            return (*kept, ckey)
+        occ, delay = self.costs.chunk(*ckey[1:])
+        reach = np.cumsum(occ + delay)
+        out = (occ, reach, reach - occ)
+        if len(self._kept) < self._keep_limit:
+            self._kept[ckey] = out
+            return (*out, ckey)
+        return (*out, None)
 
     def _send(self, mb: MicroBatch, done: np.ndarray, occ: np.ndarray) -> None:
         sched = self.sched

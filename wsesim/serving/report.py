@@ -77,6 +77,10 @@ def answer(study: Study, served: Served, capacity: Capacity | None = None
     if not r.memory.fits:
         notes.append("the deployment does not fit in SRAM: no KV slot is left on its "
                      "fullest PE")
+    elif kv.tokens == 0 and kv.binding is not None:
+        notes.append(f"with activation buffers for {study.spec.max_stage_batch} decode "
+                     f"token(s) per stage no KV slot is left on {kv.binding.name}: lower "
+                     "serving.max_stage_batch, or use more wafers")
     if serving["rejected"]:
         notes.append(f"{serving['rejected']} request(s) need more KV cache than the "
                      f"whole SRAM holds ({kv.tokens:,} tokens): rejected on arrival")
