@@ -299,6 +299,16 @@ def test_capacity_is_the_edge_between_meeting_and_missing_the_slos():
     assert above <= cap.requests_per_s * (1 + TOLERANCE) * (1 + 1e-9)
     assert all(p["meets"] == (p["tpot_s"]["p99"] <= s.spec.slo_tpot_s)
                for p in cap.points)
+    assert cap.requests_per_s <= cap.bound_per_s
+
+
+def test_a_short_run_above_what_can_be_sustained_does_not_count():
+    """Ten requests clear any backlog within the 5 s admission bound: without the
+    sustainable bound every rate would 'meet' a loose SLO."""
+    dep = tiny("pipeline", 1, prompt=100, output=20)
+    cap = find_capacity(study(dep, requests=10, slo_tpot_s=1.0))
+    assert cap.requests_per_s == pytest.approx(cap.bound_per_s)
+    assert len(cap.points) == 1 and cap.notes
 
 
 def test_capacity_needs_an_slo():

@@ -227,7 +227,7 @@ def read_arrivals(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         raise SpecError(path, "", f"{size:,} bytes is more than the "
                                   f"{MAX_ARRIVALS_FILE_BYTES:,} an arrivals file may hold")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")   # a spreadsheet's BOM is no column
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(path, "", f"cannot read file: {exc}"[:300]) from None
     rows = _rows(path, text)

@@ -7,25 +7,27 @@ Without a TTFT SLO, a rate whose requests queue for admission more than
 of Vidur-Search): the stream is not sustained, however short its tokens come.
 
 The same requests are replayed at every rate (their arrival pattern scaled), so the
-answer moves with the rate alone. The search brackets the capacity between a rate that
-meets the SLOs and one that does not, starting from what the pipeline and the KV cache
-can sustain at most, then bisects (in log space) to ``TOLERANCE``.
+answer moves with the rate alone. No rate above what the deployment can sustain at most
+counts (its busiest element serving full micro-batches, or its KV cache holding
+requests for their unloaded time): a finite run beyond it only looks sustained. The
+search starts there, brackets the capacity between a rate that meets the SLOs and one
+that does not, then bisects (in log space) to ``TOLERANCE``.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from wsesim.errors import KeyedError
+from wsesim.serving.arrivals import Pattern
 from wsesim.serving.service import Served, Study, serve
 
 TOLERANCE = 0.02        # relative width of the final bracket
 MAX_RUNS = 24           # serving runs one search may take
 MAX_QUEUE_S = 5.0       # p99 wait for admission when no TTFT SLO is given
-HEADROOM = 1.5          # the first rate tried, above the sustainable bound
 
 
 @dataclass
@@ -82,15 +84,11 @@ def sustainable_rate(study: Study) -> float:
         held = min(held, study.spec.kv_window_tokens)
     need = study.kv.need(np.array([held]))[0]
     fit = int(np.min(study.kv.slots // np.maximum(need, 1))) if len(need) else 0
-    by_kv = fit / e2e if fit else 0.0
-    return min(by_pipeline, by_kv) if by_kv else by_pipeline
+    return min(by_pipeline, fit / e2e)   # 0 when not even one request fits
 
 
 def _unloaded(study: Study) -> dict[str, Any]:
     """One mean request alone through the pipeline."""
-    from dataclasses import replace
-
-    from wsesim.serving.arrivals import Pattern
     pat = study.pattern
     one = Pattern(np.zeros(1), np.array([int(round(float(np.mean(pat.prompt_tokens))))]),
                   np.array([int(round(float(np.mean(pat.output_tokens))))]), 1.0, "one")
@@ -123,14 +121,15 @@ def find_capacity(study: Study) -> Capacity:
     notes: list[str] = []
     bound = sustainable_rate(study)
     if bound <= 0:
-        return Capacity(None, points, None, 0.0, ["no request fits in the KV cache"])
-    hi = bound * HEADROOM
-    while meets(hi):
-        if len(runs) >= MAX_RUNS // 3:
-            notes.append(f"every rate tried up to {hi:.4g} requests/s meets the SLOs: "
-                         "the capacity is at least that")
-            return Capacity(hi, _sorted(points), runs[hi], bound, notes)
-        hi *= 4
+        return Capacity(None, points, None, 0.0, ["not even one request of the mean "
+                                                  "length fits in the KV cache"])
+    hi = bound
+    if meets(hi):   # a finite run above the bound only looks sustained
+        notes.append(f"the SLOs hold up to {hi:.4g} requests/s, what the deployment "
+                     "can sustain at most (its busiest element with full micro-batches, "
+                     "or its KV cache for one request's unloaded time): the capacity "
+                     "is that bound")
+        return Capacity(hi, _sorted(points), runs[hi], bound, notes)
     lo = hi / 4
     while not meets(lo):
         hi = lo

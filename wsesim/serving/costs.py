@@ -308,7 +308,3 @@ class BatchCosts:
         if (len(self._chunks) + 1) * 2 * self.size <= MAX_KEPT_FLOATS:
             self._chunks[key] = (occ, delay)
         return occ, delay
-
-    def peak_decode_occupancy(self, b: int, context: int) -> np.ndarray:
-        """Occupancy per element of b decode tokens all at ``context`` (for bounds)."""
-        return self.decode(np.full(b, context, dtype=np.int64))[0]
