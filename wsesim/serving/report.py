@@ -74,13 +74,18 @@ def answer(study: Study, served: Served, capacity: Capacity | None = None
         out["capacity"] = capacity.to_dict()
     out["serving"] = serving
     notes = []
-    if not r.memory.fits:
-        notes.append("the deployment does not fit in SRAM: no KV slot is left on its "
-                     "fullest PE")
-    elif kv.tokens == 0 and kv.binding is not None:
-        notes.append(f"with activation buffers for {study.spec.max_stage_batch} decode "
-                     f"token(s) per stage no KV slot is left on {kv.binding.name}: lower "
-                     "serving.max_stage_batch, or use more wafers")
+    mem = r.memory
+    over = (f"the deployment with its workload does not fit in SRAM (its fullest PE "
+            f"needs {mem.max_pe_bytes:,} of {mem.pe_sram_bytes:,} B)")
+    if kv.tokens == 0 and kv.binding is not None:
+        notes.append(f"no KV slot is left on {kv.binding.name} once the weights, their "
+                     f"scales and zeros, buffers for {study.spec.max_stage_batch} decode "
+                     "token(s) per stage and the runtime are placed: lower "
+                     "serving.max_stage_batch, or use more wafers"
+                     + ("" if mem.fits else f"; {over}"))
+    elif not mem.fits:
+        notes.append(f"{over}; serving allocates the KV cache request by request from "
+                     f"the {kv.tokens:,} tokens of room left without it")
     if serving["rejected"]:
         notes.append(f"{serving['rejected']} request(s) need more KV cache than the "
                      f"whole SRAM holds ({kv.tokens:,} tokens): rejected on arrival")
