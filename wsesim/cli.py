@@ -349,6 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
     val.set_defaults(func=_cmd_validate)
     from wsesim.fabric_check import add_parser as add_fabric_check
     add_fabric_check(sub)
+    from wsesim.serving.command import add_parser as add_serve
+    add_serve(sub)
     sub.add_parser("models", help="list the shipped models").set_defaults(func=_cmd_models)
     sub.add_parser("profiles", help="list the shipped hardware profiles").set_defaults(
         func=_cmd_profiles)

@@ -15,9 +15,11 @@ from wsesim.specs.loading import (
 )
 from wsesim.specs.model import ModelSpec, TensorShape
 from wsesim.specs.quantization import QuantizationSpec
+from wsesim.specs.serving import ServingSpec
 
 __all__ = [
     "Deployment", "HardwareProfile", "MappingSpec", "ModelSpec", "QuantizationSpec",
-    "SimulationSpec", "TensorShape", "WorkloadSpec", "deployment_from_mapping",
+    "ServingSpec", "SimulationSpec", "TensorShape", "WorkloadSpec",
+    "deployment_from_mapping",
     "load_deployment", "load_hardware", "load_model", "shipped",
 ]

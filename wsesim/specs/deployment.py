@@ -28,6 +28,7 @@ from wsesim.specs.bounds import (
 from wsesim.specs.hardware import HardwareProfile
 from wsesim.specs.model import ModelSpec
 from wsesim.specs.quantization import QuantizationSpec
+from wsesim.specs.serving import ServingSpec
 
 
 class WorkloadSpec(BaseModel):
@@ -132,6 +133,7 @@ class Deployment(BaseModel):
     workload: WorkloadSpec = WorkloadSpec()
     mapping: MappingSpec = MappingSpec()
     simulation: SimulationSpec = SimulationSpec()
+    serving: ServingSpec | None = None   # a stream of requests (wsesim serve)
 
     @model_validator(mode="after")
     def _fits_the_hardware_and_model(self) -> "Deployment":

@@ -35,6 +35,9 @@ MIN_LANES = 0.01
 MAX_LANES = 1024.0
 OpCycles = number(0, MAX_OP_CYCLES, " cycles")
 Lanes = number(MIN_LANES, MAX_LANES, " lanes")
+# A system's wall power beyond a megawatt is a typo (a CS-2 or CS-3 draws about 23 kW).
+MAX_SYSTEM_POWER_W = 1e6
+SystemPowerW = number(0, MAX_SYSTEM_POWER_W, " W", low_inclusive=False)
 
 
 class Calibration(BaseModel):
@@ -129,6 +132,9 @@ class HardwareProfile(BaseModel):
     interwafer_bytes_per_s: LinkBytesPerS       # per wafer, each direction
     interwafer_latency_s: LatencyS
     kernel: KernelProfile
+    # wall power of one system (the wafer with its power, cooling and I/O), for energy
+    # and cost per token; None: not known (energy is then not reported)
+    system_power_w: SystemPowerW | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> "HardwareProfile":

@@ -39,9 +39,11 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def result_row(result: Any) -> dict[str, Any]:
+def result_row(result: Any, serving: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The flat numbers of a Result: names, fit, every memory contract number, the
-    bytes of the fullest wafer, and every scalar of ``result.performance``."""
+    bytes of the fullest wafer, every scalar of ``result.performance`` and, when the
+    point serves a stream of requests, every scalar of its ``serving`` summary as
+    ``serving.<key>`` (``serving.ttft_s.p99``)."""
     m = result.memory
     parts = result.partition
     row: dict[str, Any] = {
@@ -61,6 +63,10 @@ def result_row(result: Any) -> dict[str, Any]:
         reserved = {*TAIL_COLUMNS, *PROVENANCE_COLUMNS}
         for k, v in flat.items():
             row[f"performance.{k}" if k in row or k in reserved else k] = v
+    if isinstance(serving, Mapping):
+        flat = {}
+        _flatten("serving.", serving, flat)
+        row.update(flat)
     return row
 
 
@@ -133,8 +139,10 @@ def run_point(base: Mapping[str, Any], params: Mapping[str, Any], source: str,
         row["error"] = error_line(failure)
     else:
         try:
-            row.update(result_row(simulate(dep, with_performance=performance,
-                                           find_min_wafers=find_min_wafers)))
+            result = simulate(dep, with_performance=performance,
+                              find_min_wafers=find_min_wafers)
+            row.update(result_row(result, _serve(dep, result, source, base_dir)
+                                   if performance else None))
             row["error"] = ""
         except Exception as exc:  # noqa: BLE001 - a failed point is a result, not a crash
             row["error"] = error_line(exc)
@@ -145,6 +153,20 @@ def run_point(base: Mapping[str, Any], params: Mapping[str, Any], source: str,
     row["key"] = key
     row["point"] = point_key(params)
     return row
+
+
+def _serve(dep: Any, result: Any, source: str, base_dir: str) -> dict[str, Any] | None:
+    """The serving summary of a point whose deployment has a ``serving:`` section."""
+    if dep.serving is None:
+        return None
+    from wsesim.errors import located
+    from wsesim.serving import prepare, serve
+
+    with located(source):
+        study = prepare(dep, result, Path(base_dir), source)
+        summary = dict(serve(study).summary)
+    summary.pop("element_busy", None)   # one entry per element: not a column
+    return summary
 
 
 def min_wafers_task(base: Mapping[str, Any], params: Mapping[str, Any], source: str,

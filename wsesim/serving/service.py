@@ -1,0 +1,138 @@
+"""One serving study of a deployment: its plan and ledger (as ``wsesim run`` makes
+them), the KV capacity of its SRAM, the costs of micro-batches, the request stream; then
+runs at one rate (:func:`serve`)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wsesim.errors import KeyedError
+from wsesim.mapping.plan import Plan
+from wsesim.perf.model import region_groups
+from wsesim.serving.arrivals import Pattern, pattern
+from wsesim.serving.costs import BatchCosts
+from wsesim.serving.engine import Engine, ServingRun
+from wsesim.serving.kv import KVCapacity, kv_capacity
+from wsesim.serving.metrics import summarize
+from wsesim.specs import Deployment
+from wsesim.specs.serving import MAX_PASSES, ServingSpec
+
+DEFAULT_CHUNK_TOKENS = 128   # as a run's pipeline prefill (wsesim.perf.model.build_model)
+
+
+@dataclass
+class Study:
+    """Everything fixed across the runs of one deployment's serving study."""
+
+    deployment: Deployment
+    spec: ServingSpec
+    result: Any                  # the run's Result (plan, ledger, memory)
+    costs: BatchCosts
+    kv: KVCapacity
+    pattern: Pattern
+    chunk_tokens: int | None     # None: a whole prompt at once
+
+    @property
+    def plan(self) -> Plan:
+        return self.result.plan
+
+    @property
+    def clock_hz(self) -> float:
+        return self.deployment.hardware.clock_hz
+
+    @property
+    def wafers(self) -> int:
+        return len(self.plan.wafers)
+
+
+@dataclass
+class Served:
+    """One run at one rate: its summary and what it recorded."""
+
+    summary: dict[str, Any]
+    run: ServingRun
+
+
+def chunk_tokens(dep: Deployment, spec: ServingSpec, plan: Plan) -> int | None:
+    """Prompt tokens per chunk: the serving key, else ``simulation.prefill_chunk_tokens``,
+    else the run's rule (a whole prompt when every wafer is one region, else 128)."""
+    if spec.prefill_chunk_tokens is not None:
+        return spec.prefill_chunk_tokens
+    if dep.simulation.prefill_chunk_tokens is not None:
+        return dep.simulation.prefill_chunk_tokens
+    one_region = all(len(region_groups(wp.stages)) == 1 for wp in plan.wafers)
+    return None if one_region else DEFAULT_CHUNK_TOKENS
+
+
+def prepare(dep: Deployment, result: Any = None, base_dir: Path = Path("."),
+            source: str | Path = "<input>", spec: ServingSpec | None = None) -> Study:
+    """Plan ``dep`` (or take the plan of ``result``, a run of it), size its KV cache and
+    draw its requests (``spec``: the serving settings, default ``dep.serving``)."""
+    spec = spec or dep.serving
+    if spec is None:
+        raise KeyedError("serving", "the deployment has no serving section (give at "
+                         "least --rate on the command line)")
+    if dep.simulation.fidelity != "tile":
+        raise KeyedError("simulation.fidelity", "serving prices micro-batches with the "
+                         "closed forms of the tile fidelity; set fidelity: tile")
+    if result is None:
+        from wsesim.run import simulate
+        result = simulate(dep, with_performance=False, find_min_wafers=False)
+    wl = dep.workload
+    pat = pattern(spec, wl.prompt_tokens, wl.output_tokens, base_dir, source)
+    chunk = chunk_tokens(dep, spec, result.plan)
+    prompt, output = pat.prompt_tokens, pat.output_tokens
+    chunks = len(prompt) if chunk is None else int((-(-prompt // chunk)).sum())
+    passes = chunks + int((output - 1).sum())
+    if passes > MAX_PASSES:
+        raise KeyedError("serving.requests", f"{len(prompt):,} requests take up to "
+                         f"{passes:,} passes of the pipeline (prompt chunks and decode "
+                         f"steps); at most {MAX_PASSES:,}: ask for fewer or shorter "
+                         "requests, or longer prompt chunks")
+    longest = int(np.max(prompt + output))
+    held = longest if spec.kv_window_tokens is None else min(longest, spec.kv_window_tokens)
+    kv = kv_capacity(result.ledger, spec.max_stage_batch, held)
+    costs = BatchCosts(result.plan, longest, spec.kv_window_tokens)
+    return Study(dep, spec, result, costs, kv, pat, chunk)
+
+
+def serve(study: Study, rate_per_s: float | None = None, trace: bool = False) -> Served:
+    """Run the study's requests at ``rate_per_s`` (default: the study's own rate)."""
+    requests = study.pattern.at(rate_per_s)
+    hz = study.clock_hz
+    spec = study.spec
+    engine = Engine(study.costs, study.kv, requests.arrival_s * hz, requests.prompt_tokens,
+                    requests.output_tokens, spec.max_stage_batch, study.chunk_tokens,
+                    spec.kv_window_tokens, trace)
+    run = engine.run()
+    summary = summarize(run, hz, requests.rate_per_s, spec.slo_ttft_s, spec.slo_tpot_s,
+                        study.wafers, study.deployment.hardware.system_power_w,
+                        spec.price_per_system_hour)
+    kv = study.kv
+    binding = kv.binding
+    summary.update({
+        "arrivals": study.pattern.description,
+        "max_stage_batch": spec.max_stage_batch,
+        "prefill_chunk_tokens": study.chunk_tokens,
+        "kv_window_tokens": spec.kv_window_tokens,
+        "kv_capacity_tokens": kv.tokens,
+        "kv_binding_region": binding.name if binding else None,
+        "element_busy": element_busy(study, run),
+    })
+    return Served(summary, run)
+
+
+def element_busy(study: Study, run: ServingRun) -> list[dict[str, Any]]:
+    """Each element's busy fraction of the run's duration, in the timeline's order."""
+    done = np.isfinite(run.finished)
+    if not done.any():
+        return []
+    span = float(np.max(run.finished[done]) - np.min(run.arrival))
+    if span <= 0 or not math.isfinite(span):
+        return []
+    return [{"name": slot.name, "busy": float(b / span)}
+            for slot, b in zip(study.costs.slots, run.busy)]
