@@ -151,7 +151,7 @@ def max_tokens_per_cycle(model: "PerformanceModel") -> float:
     return 1.0 / float(np.max(np.min(np.stack(rows), axis=1)))
 
 
-def _hops(a: Region, b: Region) -> tuple[float, int]:
+def hops_between(a: Region, b: Region) -> tuple[float, int]:
     (ar, ac), (br, bc) = a.center, b.center
     dr, dc = abs(ar - br), abs(ac - bc)
     return math.ceil(dr + dc), int(dr > 0 and dc > 0)
@@ -163,7 +163,7 @@ def _lanes(src: Region | None, dst: Region) -> tuple[int, int, int, int]:
     return plan.lanes, plan.rounds, plan.hops, plan.turns
 
 
-def _path(kn: Kernels, src: Region | None, dst: Region, hidden: int, tokens) -> Cost:
+def region_path(kn: Kernels, src: Region | None, dst: Region, hidden: int, tokens) -> Cost:
     """Activations of ``tokens`` tokens from one region into the next, by the lane plan
     of :mod:`wsesim.perf.paths`: the lanes run in parallel on their tracks (those that
     share a track follow each other), then each destination row multicasts its slice."""
@@ -173,7 +173,7 @@ def _path(kn: Kernels, src: Region | None, dst: Region, hidden: int, tokens) -> 
             + kn.fabric.broadcast(math.ceil((dst.cols - 1) / 2), per_lane, kn.act_bytes))
 
 
-def _edge_out(kn: Kernels, src: Region, grid_cols: int, hidden: int, tokens) -> Cost:
+def edge_out(kn: Kernels, src: Region, grid_cols: int, hidden: int, tokens) -> Cost:
     """From a region to the east edge of its wafer, where the inter-wafer link starts."""
     per_lane = math.ceil(hidden / src.rows) * np.asarray(tokens)
     return kn.fabric.transfer(grid_cols - src.center[1], 0, per_lane, kn.act_bytes)
@@ -216,7 +216,7 @@ def region_groups(stages: tuple[Stage, ...]) -> list[list[Stage]]:
     return groups
 
 
-def _group_name(group: list[Stage], wafer: int, whole_grid: bool) -> str:
+def group_name(group: list[Stage], wafer: int, whole_grid: bool) -> str:
     if len(group) == 1:
         return group[0].name
     layers = [s.layer for s in group if s.layer is not None]
@@ -285,15 +285,15 @@ def build_model(plan: Plan, coster: StageCoster = closed_form_costs,
             if prev is not None or wp.wafer > 0:   # the first wafer's first region: none
                 path = Element(
                     f"path into {group[0].name}" if alone else
-                    f"path into {_group_name(group, wp.wafer, region.pes == rows * grid_cols)}",
-                    group[0], _path(kn, prev, region, hidden, 1),
-                    _path(kn, prev, region, hidden, chunk_tokens), delay_is_latency=True)
+                    f"path into {group_name(group, wp.wafer, region.pes == rows * grid_cols)}",
+                    group[0], region_path(kn, prev, region, hidden, 1),
+                    region_path(kn, prev, region, hidden, chunk_tokens), delay_is_latency=True)
                 elements.append(path)
                 stage_decode.append((group[0], path.decode))
             stage_decode += [(s, c[0]) for s, c in zip(group, priced)]
             elements.append(Element(
                 group[0].name if alone else
-                _group_name(group, wp.wafer, region.pes == rows * grid_cols),
+                group_name(group, wp.wafer, region.pes == rows * grid_cols),
                 group[0] if alone else None,
                 total_of([c[0] for c in priced]), total_of([c[1] for c in priced])))
             prev = region
@@ -303,11 +303,11 @@ def build_model(plan: Plan, coster: StageCoster = closed_form_costs,
     links = []
     for wp in plan.wafers[:-1]:  # the way in on the next wafer is its first element
         last = wp.stages[-1].region
-        links.append(tuple(_edge_out(kn, last, grid_cols, hidden, tokens)
+        links.append(tuple(edge_out(kn, last, grid_cols, hidden, tokens)
                            + kn.fabric.interwafer(bytes_per_token * tokens)
                            for tokens in (1, chunk_tokens)))
     head, embed = plan.wafers[-1].stages[-1].region, plan.wafers[0].stages[0].region
-    feedback = kn.fabric.transfer(*_hops(head, embed), 1, TOKEN_ID_BYTES)
+    feedback = kn.fabric.transfer(*hops_between(head, embed), 1, TOKEN_ID_BYTES)
     if len(plan.wafers) > 1:
         feedback = feedback + kn.fabric.interwafer(TOKEN_ID_BYTES)
     return PerformanceModel(plan, kn, segments, links, feedback, decode_contexts,
@@ -322,4 +322,5 @@ def dominant_cause(cost: Cost) -> tuple[str, float]:
     return name, parts[name] / total
 
 
-__all__ = ["PerformanceModel", "build_model", "dominant_cause"]
+__all__ = ["PerformanceModel", "build_model", "dominant_cause", "edge_out", "group_name",
+           "hops_between", "region_groups", "region_path"]

@@ -27,13 +27,13 @@ import numpy as np
 from wsesim.mapping.layout import Region
 from wsesim.mapping.plan import Plan, Stage
 from wsesim.perf.cost import Cost
-from wsesim.perf.model import (
+from wsesim.perf.model import (  # the run's own path and edge costs: both price alike
     TOKEN_ID_BYTES,
-    _edge_out,   # the run's own path and edge costs, so that both price alike
-    _group_name,
-    _hops,
-    _path,
+    edge_out,
+    group_name,
+    hops_between,
     region_groups,
+    region_path,
 )
 from wsesim.perf.stages import Kernels, lm_head_cost, prefill_cost, stage_cost
 
@@ -79,7 +79,7 @@ class BatchCosts:
         self._multi = len(plan.wafers) > 1
         head = plan.wafers[-1].stages[-1].region
         embed = plan.wafers[0].stages[0].region
-        self._feedback_route = _hops(head, embed)
+        self._feedback_route = hops_between(head, embed)
         rows, cols = dep.grid_shape
         slots: list[_Slot] = [_Slot("way back", "way back to the embeddings")]
         for wp in plan.wafers:
@@ -92,7 +92,7 @@ class BatchCosts:
                 region = group[0].region
                 assert region is not None
                 alone = len(group) == 1
-                name = group[0].name if alone else _group_name(
+                name = group[0].name if alone else group_name(
                     group, w, region.pes == rows * cols)
                 if prev is not None or w > 0:
                     slots.append(_Slot("path", f"path into {name}", src=prev, dst=region))
@@ -208,13 +208,13 @@ class BatchCosts:
             kn = self._kn
             if slot.kind == "path":
                 assert slot.dst is not None
-                c = _path(kn, slot.src, slot.dst, self._hidden, tokens)
+                c = region_path(kn, slot.src, slot.dst, self._hidden, tokens)
                 occ, total = float(c.bandwidth), float(c.total)
             else:
                 assert slot.src is not None
                 nbytes = self._hidden * kn.act_bytes * tokens
                 occ = float(kn.fabric.interwafer_occupancy(nbytes))
-                total = float((_edge_out(kn, slot.src, self._grid_cols, self._hidden, tokens)
+                total = float((edge_out(kn, slot.src, self._grid_cols, self._hidden, tokens)
                                + kn.fabric.interwafer(nbytes)).total)
             self._path_cache[key] = (occ, total - occ)
         return self._path_cache[key]

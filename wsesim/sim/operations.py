@@ -15,7 +15,7 @@ from wsesim.mapping.tiling import TensorBlock, split_units
 from wsesim.perf.cost import Cost
 from wsesim.perf.fabric import group_layout
 from wsesim.perf.kernels import closed_form, kernels_of
-from wsesim.perf.model import _path
+from wsesim.perf.model import region_path
 from wsesim.perf.paths import lane_plan
 from wsesim.perf.stages import (
     Kernels,
@@ -212,7 +212,7 @@ def layer(kn: Kernels, attention_content: Any, mlp_content: Any, rows: int, cols
 
 def _lanes(prog: Program, src: Region | None, dst: Region, hidden: int) -> Cost:
     """Activations from region ``src`` (None: the west edge) into region ``dst`` by the
-    lane plan the closed form ``wsesim.perf.model._path`` prices
+    lane plan the closed form ``wsesim.perf.model.region_path`` prices
     (:func:`wsesim.perf.paths.lane_plan`): every lane a train from its source PE to its
     destination PE (dimension-ordered routing; lanes on one track queue), then each
     destination row multicasts its slice. Adds the parts; returns that closed form."""
@@ -223,7 +223,7 @@ def _lanes(prog: Program, src: Region | None, dst: Region, hidden: int) -> Cost:
     prog.lanes([(net.node(*a), net.node(*b), w) for a, b in plan.routes if a != b])
     prog.broadcast(area(dst.row0, dst.col0, plan.lanes, dst.cols), "row", per_lane,
                    (dst.cols - 1) // 2)
-    return _path(prog.kn, src, dst, hidden, 1)
+    return region_path(prog.kn, src, dst, hidden, 1)
 
 
 def transfer(kn: Kernels, rows: int, cols: int, elements: int,
