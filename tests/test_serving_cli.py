@@ -362,3 +362,19 @@ def test_a_sweep_without_serving_has_no_serving_columns(tmp_path):
     rows = run_sweep(sweep, tmp_path / "out", workers=1).rows
     assert not any(k.startswith("serving.") for k in rows[0])
     assert np.isfinite(rows[0]["tokens_per_s"])
+
+
+def test_a_sweep_resumed_after_its_arrivals_file_changed_serves_the_new_requests(tmp_path):
+    """A row is keyed by the arrivals file's contents, not its name: the same sweep run
+    again after the file gained requests recomputes its point."""
+    from wsesim.sweeps import run_sweep
+    arrivals = tmp_path / "a.csv"
+    arrivals.write_text("arrival_s,prompt_tokens,output_tokens\n0,16,8\n")
+    serving = "serving: {arrivals_file: a.csv, slo_ttft_s: 1, slo_tpot_s: 1}\n"
+    sweep = write(tmp_path, "name: s\nbase:\n" + textwrap.indent(TINY + serving, "  ")
+                  + "grid: {wafers: [1]}\n", "sweep.yaml")
+    first = run_sweep(sweep, tmp_path / "out", workers=1)
+    assert first.rows[0]["serving.completed"] == 1
+    arrivals.write_text("arrival_s,prompt_tokens,output_tokens\n0,16,8\n1,16,8\n2,16,8\n")
+    again = run_sweep(sweep, tmp_path / "out", workers=1)
+    assert again.ran == 1 and again.rows[0]["serving.completed"] == 3

@@ -91,14 +91,18 @@ def _lengths(rng: np.random.Generator, n: int, how: int | Lognormal) -> np.ndarr
     return np.full(n, int(how), dtype=np.int64)
 
 
+def arrivals_path(name: str, base_dir: Path) -> Path:
+    """An arrivals file as named in a deployment (relative to the file that names it)."""
+    path = Path(name).expanduser()
+    return path if path.is_absolute() else base_dir / path
+
+
 def pattern(spec: ServingSpec, prompt_tokens: int, output_tokens: int,
             base_dir: Path = Path("."), source: str | Path = "<input>") -> Pattern:
     """The request stream ``spec`` asks for: generated (the workload's lengths unless
     ``spec`` draws them) or read from its arrivals file (relative to ``base_dir``)."""
     if spec.arrivals_file is not None:
-        path = Path(spec.arrivals_file).expanduser()
-        if not path.is_absolute():
-            path = base_dir / path
+        path = arrivals_path(spec.arrivals_file, base_dir)
         if not path.is_file():
             raise SpecError(source, "serving.arrivals_file",
                             f"no such file: {spec.arrivals_file!r}"[:300])

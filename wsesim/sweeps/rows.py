@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -108,7 +109,8 @@ def resolve_point(base: Mapping[str, Any], params: Mapping[str, Any], source: st
     that stopped it, and its key: sha256 of the whole deployment with the model and
     hardware resolved to their full specs (``Deployment.model_dump``), ``performance``
     and the wsesim version; a point that does not validate is keyed by the mapping its
-    values give (or the base and the point when they cannot be applied)."""
+    values give (or the base and the point when they cannot be applied). An arrivals
+    file of a ``serving:`` section is keyed by its contents."""
     from wsesim.specs import deployment_from_mapping
 
     data = None
@@ -118,7 +120,25 @@ def resolve_point(base: Mapping[str, Any], params: Mapping[str, Any], source: st
     except Exception as exc:  # noqa: BLE001 - the point's own error
         applied = data if data is not None else {"base": base, "point": params}
         return None, exc, _digest({"applied": applied}, performance)
-    return dep, None, _digest({"deployment": dep.model_dump(mode="json")}, performance)
+    identity = {"deployment": dep.model_dump(mode="json")}
+    serving = getattr(dep, "serving", None)
+    if serving is not None and serving.arrivals_file is not None:
+        # the requests are the file's contents, not its name
+        from wsesim.serving.arrivals import arrivals_path
+        path = arrivals_path(serving.arrivals_file, Path(base_dir))
+        identity["arrivals"] = _file_digest(path) if path.is_file() else None
+    return dep, None, _digest(identity, performance)
+
+
+def _file_digest(path: Path) -> str:
+    stat = path.stat()
+    return _file_digest_of(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=64)
+def _file_digest_of(path: str, mtime_ns: int, size: int) -> str:
+    """sha256 of a file, read once per version of it."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def run_point(base: Mapping[str, Any], params: Mapping[str, Any], source: str,
