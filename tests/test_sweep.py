@@ -310,3 +310,27 @@ def test_workers_failing_is_one_line_not_a_traceback(tmp_path, capsys, monkeypat
     assert main(["sweep", str(path), "--out", str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "workers failed" in err
+
+
+def test_an_unknown_key_inside_a_swept_value_is_that_rows_error_not_the_sweeps():
+    good = tiny_model()
+    bad = {**tiny_model(), "vocab_sizee": 3}
+    rows = run_sweep({"base": base(), "grid": {"model": [bad, good]},
+                      "performance": False}).rows
+    assert "unknown key" in rows[0]["error"] and "vocab_sizee" in rows[0]["error"]
+    assert rows[1]["error"] == ""
+
+
+def test_a_swept_mapping_with_keys_that_are_not_text_is_one_line(tmp_path, capsys):
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({"base": base(),
+                                    "grid": {"model": [{1: "x", "a": 2}]}}))
+    assert main(["sweep", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "keys of a mapping must be text" in err
+
+
+def test_the_summary_escapes_a_sweep_name_with_control_characters():
+    outcome = run_sweep({"name": "a\x1b[2Jb", "base": base(), "grid": {"wafers": [1]},
+                         "performance": False})
+    assert "\x1b" not in outcome.summary() and "a\\x1b[2Jb" in outcome.summary()

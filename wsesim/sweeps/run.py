@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 from wsesim.errors import SpecError
+from wsesim.literal import printable
 from wsesim.sweeps import executors
 from wsesim.sweeps.executors import check_executor, check_workers, open_backend
 from wsesim.sweeps.rows import resolve_point
@@ -53,7 +54,7 @@ class SweepOutcome:
         return dict(Counter(r["error"] for r in self.failed_rows).most_common())
 
     def summary(self) -> str:
-        lines = [f"sweep {self.name}: {len(self.rows)} points; {self.ran} run in "
+        lines = [f"sweep {printable(self.name)}: {len(self.rows)} points; {self.ran} run in "
                  f"{self.seconds:.1f} s, {self.skipped} skipped (already present), "
                  f"{len(self.failed_rows)} failed"]
         for reason, count in self.reasons.items():

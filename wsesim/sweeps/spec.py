@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 from wsesim.errors import SpecError
+from wsesim.specs.bounds import MAX_NESTING
 from wsesim.specs.yamlio import did_you_mean
 from wsesim.sweeps.points import apply_point
 
@@ -18,7 +19,6 @@ SWEEP_KEYS = ("name", "base", "grid", "zip", "performance")
 # a real study (3 models x 4 bit widths x 8 wafer counts x 10 contexts x 5 batch sizes
 # is 4,800 points) stays far below; at ~5 KB a row in memory, the bound is ~0.5 GB
 MAX_SWEEP_POINTS = 100_000
-MAX_VALUE_DEPTH = 32      # nesting of one swept value (an inline model is 2-3 deep)
 
 Axis = tuple[tuple[str, ...], list[tuple[Any, ...]]]
 
@@ -159,19 +159,21 @@ def check_key_path(key: Any, source: str, where: str) -> None:
 
 
 def _check_value(value: Any, source: str, where: str) -> None:
-    """A swept value holds finite numbers only and is not nested absurdly deep (a
-    recursive YAML alias is infinitely deep)."""
+    """A swept value holds finite numbers and text keys only, and is not nested deeper
+    than a file may be (``MAX_NESTING``; a mapping given through the Python API has not
+    been through the file reader's checks)."""
     stack = [(value, 0)]
     while stack:
         v, depth = stack.pop()
-        if depth > MAX_VALUE_DEPTH:
-            raise SpecError(source, where, f"a value nested more than {MAX_VALUE_DEPTH} "
+        if depth > MAX_NESTING:
+            raise SpecError(source, where, f"a value nested more than {MAX_NESTING} "
                             "levels deep")
         if isinstance(v, float) and not math.isfinite(v):
             raise SpecError(source, where, f"{v} is not a finite number")
         if isinstance(v, Mapping):
+            if not all(isinstance(k, str) for k in v):
+                raise SpecError(source, where, "the keys of a mapping must be text")
             stack.extend((x, depth + 1) for x in v.values())
-            stack.extend((x, depth + 1) for x in v.keys() if not isinstance(x, str))
         elif isinstance(v, (list, tuple)):
             stack.extend((x, depth + 1) for x in v)
 
@@ -324,7 +326,9 @@ def _check_base_keys(spec: SweepSpec) -> None:
         deployment_from_mapping(apply_point(spec.base, spec.points()[0], spec.base_dir),
                                 spec.base_source, Path(spec.base_dir))
     except SpecError as exc:
-        if exc.message.startswith("unknown key"):
+        # a key under a swept key is that value's own error, reported with its row
+        swept = any(exc.key == k or exc.key.startswith(k + ".") for k in spec.param_keys)
+        if exc.message.startswith("unknown key") and not swept:
             raise
     except Exception:  # noqa: BLE001 - the point's own error, reported with its row
         pass
