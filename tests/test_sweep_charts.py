@@ -110,3 +110,17 @@ def test_tick_text():
     assert tick_text(131072) == "131,072"
     assert tick_text(2048.0) == "2,048"
     assert tick_text(0.5) == "0.5"
+
+
+def test_titles_and_legends_draw_any_swept_text_literally(tmp_path):
+    """A model named with mathtext's ``$`` (or a long name) draws as typed: no
+    matplotlib parse error, no title wider than its panel."""
+    odd = ["a$b", "x$^{$y", "m" * 400]
+    rows = rows_for([1, 2, 4], panels=odd, key="wafers")
+    for r in rows:
+        r["quantization.weights"] = f"int{r[BITS]}$g"
+    paths, _ = write_sweep_charts(rows, tmp_path, ["model", "wafers"])
+    assert paths
+    paths, _ = write_sweep_charts(rows, tmp_path, ["model", "quantization.weights",
+                                                   "wafers"])
+    assert paths

@@ -19,6 +19,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullLocator
 
+from wsesim.figtext import set_panel_title
+from wsesim.literal import clipped
 from wsesim.sweeps.spec import point_key
 
 BITS_KEY = "quantization.weights.bits"  # the sweep parameter drawn as one line per value
@@ -26,6 +28,8 @@ MAX_CHART_PANELS = 12
 MAX_X_TICKS = 8             # swept values shown as ticks at most (more: a locator picks)
 LOG_X_SPAN = 16             # x values spanning this ratio or more go on a log axis
 MAX_THINNING_ROUNDS = 6     # halvings of the ticks (2**6 = 64x fewer) before giving up
+MAX_LABEL_CHARS = 80        # of a swept value in a panel title or legend entry
+PANEL_WIDTH_IN = 4.2
 
 
 def _short(key: str) -> str:
@@ -163,7 +167,7 @@ def chart_figure(rows: list[dict[str, Any]], param_keys: Sequence[str], x: str, 
         keys = keys[:MAX_CHART_PANELS]
     ncols = min(len(keys), 3)
     nrows = math.ceil(len(keys) / ncols)
-    fig = Figure(figsize=(4.2 * ncols + 1.6, 3.2 * nrows + 0.8), dpi=100,
+    fig = Figure(figsize=(PANEL_WIDTH_IN * ncols + 1.6, 3.2 * nrows + 0.8), dpi=100,
                  layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
@@ -206,7 +210,7 @@ def chart_figure(rows: list[dict[str, Any]], param_keys: Sequence[str], x: str, 
         ax.grid(alpha=0.3)
         words = ", ".join(f"{_short(k)} {json.loads(v)['v']}" for k, v in zip(panel_keys, pk))
         if words:
-            ax.set_title(words, fontsize=9)
+            set_panel_title(ax, clipped(words, MAX_LABEL_CHARS), PANEL_WIDTH_IN, 9)
     for ax in axes[len(keys):]:
         ax.set_visible(False)
     handles, labels = axes[0].get_legend_handles_labels()
@@ -216,9 +220,12 @@ def chart_figure(rows: list[dict[str, Any]], param_keys: Sequence[str], x: str, 
                 handles.append(h)
                 labels.append(lbl)
     if labels and series:
-        fig.legend(handles, labels, loc="outside right upper", fontsize=8,
-                   title="filled: fits\nhollow: does not" if mark_fit else None,
-                   title_fontsize=7)
+        legend = fig.legend(handles, [clipped(lbl, MAX_LABEL_CHARS) for lbl in labels],
+                            loc="outside right upper", fontsize=8,
+                            title="filled: fits\nhollow: does not" if mark_fit else None,
+                            title_fontsize=7)
+        for text in legend.get_texts():
+            text.set_parse_math(False)
     fig.suptitle(title, fontsize=11)
     thin_overlapping_ticks(fig)
     return fig, notes
