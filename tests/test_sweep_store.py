@@ -163,6 +163,10 @@ def test_rows_of_an_older_wsesim_or_without_key_are_recomputed(tmp_path):
 
 def test_rows_of_another_sweep_are_refused_and_left_alone(tmp_path, capsys):
     run_sweep(spec(), tmp_path / "out", charts=False)
+    jsonl = tmp_path / "out" / "results.jsonl"
+    first = jsonl.read_bytes().splitlines(keepends=True)[0]
+    with open(jsonl, "ab") as f:   # untidy too: a point twice, a last line cut short
+        f.write(first + b'{"cut')
     before = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
     other = spec()
     other["grid"]["wafers"] = [1]          # the rows of wafers 2 are another sweep's

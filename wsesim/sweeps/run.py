@@ -181,8 +181,7 @@ def run_sweep(spec: "str | Path | Mapping[str, Any] | SweepSpec",
         if store:
             store.open()
             kept, stale = check_saved_rows(spec, store.load(), store.out)
-            if stale:   # replaced: never two rows for one point
-                store.rewrite(kept[i] for i in sorted(kept))
+            store.keep(kept[i] for i in sorted(kept))   # stale rows go: one row a point
         total = len(points) - len(kept)
         if backend is None:
             backend = open_backend(executor, workers, total, spec.source)

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
+from wsesim import strict_json
 from wsesim.errors import SpecError
 from wsesim.sweeps.rows import PROVENANCE_COLUMNS, RESULT_COLUMNS, TAIL_COLUMNS
 from wsesim.sweeps.spec import MAX_SWEEP_POINTS
@@ -42,48 +42,19 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def _finite(value: Any) -> Any:
-    """``value`` with non-finite floats as None (strict JSON has no NaN or Infinity)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Mapping):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
-
-
 def json_line(row: Mapping[str, Any]) -> str:
     """A row as one line of strict JSON."""
-    try:
-        text = json.dumps(row, default=str, allow_nan=False)
-    except ValueError:
-        text = json.dumps(_finite(row), default=str, allow_nan=False)
-    return text + "\n"
+    return strict_json.dumps(row, default=str) + "\n"
 
 
-def _repair_tail(path: Path) -> None:
-    """Drop a last line cut short by an interrupted write."""
-    if not path.is_file():
-        return
-    with open(path, "rb+") as f:
+def _ends_whole(path: Path) -> bool:
+    """Whether ``path`` is empty or ends with a newline (no line cut short)."""
+    with open(path, "rb") as f:
         size = f.seek(0, os.SEEK_END)
         if size == 0:
-            return
+            return True
         f.seek(size - 1)
-        if f.read(1) == b"\n":
-            return
-        # the last newline, looked for backwards in blocks (the file may be large)
-        end = size
-        while end > 0:
-            start = max(0, end - 65536)
-            f.seek(start)
-            cut = f.read(end - start).rfind(b"\n")
-            if cut >= 0:
-                f.truncate(start + cut + 1)
-                return
-            end = start
-        f.truncate(0)
+        return f.read(1) == b"\n"
 
 
 def _kind(value: Any) -> str:
@@ -107,7 +78,9 @@ class ResultStore:
         self.param_keys = list(param_keys)
         self.columns: list[str] | None = None
         self.stale = False
-        self.duplicates = 0      # rows of a point seen again in the JSONL (last kept)
+        self._cut_tail = False   # what load() found: the JSONL's last line cut short,
+        self._tidy = False       # both files already holding exactly its rows,
+        self._loaded = 0         # and how many
         self._jf = self._cf = self._writer = None
         self._lock: Any = None
 
@@ -135,33 +108,40 @@ class ResultStore:
 
     # --------------------------------------------------------------- reading back
     def load(self) -> dict[str, dict[str, Any]]:
-        """Rows already present, by point key (repairing a cut-off last line; a point
-        found twice keeps its last row, and the files are rewritten with one)."""
-        _repair_tail(self.jsonl)
-        _repair_tail(self.csv)
+        """Rows already present, by point key: a point found twice keeps its last row,
+        and a last line cut short by an interrupted write is left out. Reads only;
+        :meth:`keep` puts the files in order once the caller has accepted the rows."""
         rows: dict[str, dict[str, Any]] = {}
         count = 0
         for row in self._read_jsonl():
-            rows.pop(row["point"], None)     # a point seen again goes to the end
             rows[row["point"]] = row
             count += 1
             if len(rows) > MAX_SWEEP_POINTS:
                 raise SpecError(self.out, "", f"holds more than {MAX_SWEEP_POINTS:,} rows, "
                                 "more than a sweep may have; use another --out")
-        self.duplicates = count - len(rows)
-        if self.duplicates:
-            self.rewrite(rows.values())
-            return rows
         header, csv_rows = self._read_csv_shape()
-        if header is None or csv_rows != len(rows) or \
-                any(c not in header for r in rows.values() for c in r):
-            if rows:
-                self._rewrite_csv(rows.values())
-            elif self.csv.exists():
-                self.csv.unlink()          # rows no JSONL holds
-        else:
+        shown = set(header or ())
+        self._tidy = (count == len(rows) and not self._cut_tail and header is not None
+                      and csv_rows == len(rows)
+                      and all(c in shown for r in rows.values() for c in r))
+        self._loaded = len(rows)
+        if self._tidy:
             self.columns = header
         return rows
+
+    def keep(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Make both files hold exactly ``rows`` (some of those :meth:`load` read, in
+        order), unless they already do: rows dropped, a point found twice, a cut-off
+        last line or a CSV that disagrees with the JSONL rewrite them."""
+        rows = list(rows)
+        if self._tidy and len(rows) == self._loaded:
+            return
+        if rows:
+            self.rewrite(rows)
+            return
+        for path in (self.jsonl, self.csv):
+            path.unlink(missing_ok=True)
+        self.columns = None      # the first row appended writes the header
 
     def _read_jsonl(self) -> Iterator[dict[str, Any]]:
         if not self.jsonl.is_file():
@@ -179,6 +159,9 @@ class ResultStore:
                     raise SpecError(where, line, f"longer than {MAX_ROW_BYTES:,} bytes: "
                                     "not a row of a sweep; fix or delete the line, or use "
                                     "another --out")
+                if not raw.endswith(b"\n"):   # the last line, cut short
+                    self._cut_tail = True
+                    return
                 try:
                     text = raw.decode("utf-8")
                 except UnicodeDecodeError as exc:
@@ -208,7 +191,7 @@ class ResultStore:
     def _read_csv_shape(self) -> tuple[list[str] | None, int]:
         """The CSV's header and row count; (None, 0) when it is missing or unreadable
         (it is rewritten from the JSONL then)."""
-        if not self.csv.is_file():
+        if not self.csv.is_file() or not _ends_whole(self.csv):
             return None, 0
         try:
             with open(self.csv, newline="", encoding="utf-8") as f:
