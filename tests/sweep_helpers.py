@@ -10,15 +10,24 @@ import sys
 import time
 from pathlib import Path
 
+from conftest import tiny_hardware, tiny_model
+
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def toy_base(**over):
+    """The base deployment of the sweep tests: the tiny model on an 8 x 8 grid."""
+    b = {"name": "toy", "model": tiny_model(), "hardware": tiny_hardware(8, 8),
+         "wafers": 1, "quantization": {"weights": "int4-g128", "embeddings": "bf16"},
+         "workload": {"batch_size": 1, "prompt_tokens": 16, "output_tokens": 8},
+         "mapping": {"strategy": "pipeline"}}
+    b.update(over)
+    return b
 
 # a sweep whose points sleep first (SLOW_S seconds): the real CLI, real worker processes
 SLOW_SWEEP = """\
 import os, sys, time
-try:
-    from wsesim.sweeps import executors as home   # where the executors look it up
-except ImportError:                               # wsesim before the sweeps package
-    import wsesim.sweeps as home
+from wsesim.sweeps import executors as home   # where the executors look it up
 real = home.run_point
 
 def slow_point(*args, **kwargs):

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import tiny_hardware, tiny_model
+from conftest import tiny_model
+from sweep_helpers import toy_base as base
 
 from wsesim.cli import main
 from wsesim.errors import SpecError
@@ -28,15 +29,6 @@ from wsesim.sweeps import (
 )
 
 EXECUTORS = importlib.import_module("wsesim.sweeps.executors")  # run_point, execute
-
-
-def base(**over):
-    b = {"name": "toy", "model": tiny_model(), "hardware": tiny_hardware(8, 8),
-         "wafers": 1, "quantization": {"weights": "int4-g128", "embeddings": "bf16"},
-         "workload": {"batch_size": 1, "prompt_tokens": 16, "output_tokens": 8},
-         "mapping": {"strategy": "pipeline"}}
-    b.update(over)
-    return b
 
 
 def spec(**over):

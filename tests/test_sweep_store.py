@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import tiny_hardware, tiny_model
-from sweep_helpers import rows_in, start_slow, wait_for
+from sweep_helpers import rows_in, start_slow, toy_base as base, wait_for
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -25,15 +25,6 @@ from wsesim.cli import main
 from wsesim.errors import SpecError
 from wsesim.specs import deployment_from_mapping
 from wsesim.sweeps import apply_point, run_sweep
-
-
-def base(**over):
-    b = {"name": "toy", "model": tiny_model(), "hardware": tiny_hardware(8, 8),
-         "wafers": 1, "quantization": {"weights": "int4-g128", "embeddings": "bf16"},
-         "workload": {"batch_size": 1, "prompt_tokens": 16, "output_tokens": 8},
-         "mapping": {"strategy": "pipeline"}}
-    b.update(over)
-    return b
 
 
 def spec(performance=False, **over):

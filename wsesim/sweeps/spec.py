@@ -90,15 +90,6 @@ class Points(Sequence[dict[str, Any]]):
             index = index * size + i
         return index
 
-    def index(self, value: Any, start: int = 0, stop: int | None = None) -> int:
-        found = self.locate(point_key(value)) if isinstance(value, Mapping) else None
-        if found is None or found < start or (stop is not None and found >= stop):
-            raise ValueError("not a point of this sweep")
-        return found
-
-    def __contains__(self, value: object) -> bool:
-        return isinstance(value, Mapping) and self.locate(point_key(value)) is not None
-
 
 @dataclass
 class SweepSpec:
