@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from conftest import tiny_model
 from serving_helpers import POWER_W, study, tiny
 
 from wsesim.memory import build_ledger
@@ -322,6 +323,27 @@ def test_throughput_never_beats_the_busiest_element():
     served = serve(study(dep, rate_per_s=1e6, requests=200, max_stage_batch=4))
     assert max(e["busy"] for e in served.summary["element_busy"]) <= 1 + 1e-9
     assert not math.isnan(served.summary["duration_s"])
+
+
+def test_the_models_sliding_window_bounds_a_requests_kv_as_the_ledger_does():
+    """A request holds what the run's ledger provisions per sequence
+    (``Deployment.kv_tokens``: the model's window when shorter), so a windowed model
+    serves more requests at once; ``kv_window_tokens`` only ever shrinks the window."""
+    windowed = tiny("pipeline", 1, prompt=512, output=16,
+                    model=tiny_model(sliding_window=128))
+    full = tiny("pipeline", 1, prompt=512, output=16)
+    assert (windowed.kv_tokens, full.kv_tokens) == (128, 528)
+    assert study(windowed, kv_window_tokens=256).window == 128
+    concurrent = {}
+    for dep in (windowed, full):
+        s = study(dep, rate_per_s=1e6, requests=200)
+        need = s.kv.need(np.array([dep.kv_tokens]))[0]
+        fit = int(np.min(s.kv.slots // need))
+        served = serve(s)
+        assert served.summary["max_concurrent"] == fit
+        np.testing.assert_array_equal(served.run.max_used_slots, fit * need)
+        concurrent[dep.kv_tokens] = fit
+    assert concurrent[128] > 2 * concurrent[528]
 
 
 def test_a_sliding_window_bounds_a_requests_kv_and_its_attention():

@@ -61,11 +61,12 @@ class ServingRun:
 
 
 class Engine:
-    """One run of requests through a plan's pipeline."""
+    """One run of requests through a plan's pipeline (``kv_tokens``: the tokens of KV
+    each request holds)."""
 
     def __init__(self, costs: BatchCosts, kv: KVCapacity, arrival_cycles: np.ndarray,
-                 prompt: np.ndarray, output: np.ndarray, max_stage_batch: int,
-                 chunk_tokens: int | None, window: int | None = None,
+                 prompt: np.ndarray, output: np.ndarray, kv_tokens: np.ndarray,
+                 max_stage_batch: int, chunk_tokens: int | None,
                  trace: bool = False) -> None:
         self.costs = costs
         self.env = simpy.Environment()
@@ -73,10 +74,7 @@ class Engine:
         self.arrival = np.asarray(arrival_cycles, dtype=float)
         self.prompt = np.asarray(prompt, dtype=np.int64)
         self.output = np.asarray(output, dtype=np.int64)
-        held = self.prompt + self.output
-        if window is not None:
-            held = np.minimum(held, window)
-        self.sched = Scheduler(self.prompt, self.output, kv.need(held), kv.slots.copy(),
+        self.sched = Scheduler(self.prompt, self.output, kv.need(kv_tokens), kv.slots.copy(),
                                max_stage_batch, chunk_tokens)
         self.slots = kv.slots
         self.admitted = np.full(n, np.nan)
