@@ -8,19 +8,35 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from conftest import tiny_model
+from conftest import deployment, tiny_hardware, tiny_model
 from serving_helpers import POWER_W, study, tiny
 
 from wsesim.memory import build_ledger
+from wsesim.perf.model import build_model
 from wsesim.run import simulate
 from wsesim.serving import serve
 from wsesim.serving.capacity import TOLERANCE, find_capacity
 from wsesim.serving.costs import BatchCosts
 from wsesim.serving.metrics import per_request
 from wsesim.sim.tile import Pipeline
+from wsesim.specs.deployment import simulation_size
 
 FAST = settings(max_examples=20, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow])
+
+
+@pytest.mark.parametrize("mapping", [{"strategy": "sequential"}, {"strategy": "pipeline"},
+                                     {"strategy": "grouped", "regions_per_wafer": 1},
+                                     {"strategy": "grouped", "regions_per_wafer": 2}])
+def test_serving_the_run_and_its_budget_cut_a_prompt_alike(mapping):
+    """One rule for prompt chunks: the whole prompt when every wafer is one region."""
+    dep = deployment(hardware=tiny_hardware(32, 32), mapping=mapping,
+                     workload={"batch_size": 1, "prompt_tokens": 300, "output_tokens": 4})
+    s = study(dep, requests=1)
+    chunks = len(build_model(s.plan).chunk_tokens)
+    assert chunks == simulation_size(dep)[1] == math.ceil(300 / (s.chunk_tokens or 300))
+    one_region = mapping["strategy"] == "sequential" or mapping.get("regions_per_wafer") == 1
+    assert chunks == (1 if one_region else 3)
 
 
 # ---- one request is `wsesim run` at batch 1 --------------------------------------------

@@ -12,7 +12,7 @@ import numpy as np
 
 from wsesim.errors import KeyedError
 from wsesim.mapping.plan import Plan
-from wsesim.perf.model import region_groups
+from wsesim.perf.model import prefill_chunk_tokens
 from wsesim.serving.arrivals import Pattern, pattern
 from wsesim.serving.costs import BatchCosts
 from wsesim.serving.engine import Engine, ServingRun
@@ -20,9 +20,6 @@ from wsesim.serving.kv import KVCapacity, kv_capacity
 from wsesim.serving.metrics import summarize
 from wsesim.specs import Deployment
 from wsesim.specs.serving import MAX_PASSES, ServingSpec
-
-DEFAULT_CHUNK_TOKENS = 128   # as a run's pipeline prefill (wsesim.perf.model.build_model)
-
 
 @dataclass
 class Study:
@@ -62,17 +59,6 @@ class Served:
     run: ServingRun
 
 
-def chunk_tokens(dep: Deployment, spec: ServingSpec, plan: Plan) -> int | None:
-    """Prompt tokens per chunk: the serving key, else ``simulation.prefill_chunk_tokens``,
-    else the run's rule (a whole prompt when every wafer is one region, else 128)."""
-    if spec.prefill_chunk_tokens is not None:
-        return spec.prefill_chunk_tokens
-    if dep.simulation.prefill_chunk_tokens is not None:
-        return dep.simulation.prefill_chunk_tokens
-    one_region = all(len(region_groups(wp.stages)) == 1 for wp in plan.wafers)
-    return None if one_region else DEFAULT_CHUNK_TOKENS
-
-
 def held_tokens(tokens: Any, window: int | None) -> Any:
     """Tokens of KV a sequence of ``tokens`` tokens holds: all of them, or the
     window's."""
@@ -102,7 +88,7 @@ def prepare(dep: Deployment, result: Any = None, base_dir: Path = Path("."),
         result = simulate(dep, with_performance=False, find_min_wafers=False)
     wl = dep.workload
     pat = pattern(spec, wl.prompt_tokens, wl.output_tokens, base_dir, source)
-    chunk = chunk_tokens(dep, spec, result.plan)
+    chunk = spec.prefill_chunk_tokens or prefill_chunk_tokens(result.plan)
     prompt, output = pat.prompt_tokens, pat.output_tokens
     chunks = len(prompt) if chunk is None else int((-(-prompt // chunk)).sum())
     passes = chunks + int((output - 1).sum())
