@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -339,6 +340,26 @@ def test_throughput_never_beats_the_busiest_element():
     served = serve(study(dep, rate_per_s=1e6, requests=200, max_stage_batch=4))
     assert max(e["busy"] for e in served.summary["element_busy"]) <= 1 + 1e-9
     assert not math.isnan(served.summary["duration_s"])
+
+
+def test_what_the_costs_keep_stays_within_its_bound(monkeypatch):
+    """Prompt chunks of a thousand lengths: what BatchCosts keeps of them (the chunks
+    and every piece they are made of), measured, stays within MAX_KEPT_BYTES."""
+    import wsesim.serving.costs as module
+    limit = 1 << 16
+    monkeypatch.setattr(module, "MAX_KEPT_BYTES", limit, raising=False)
+    costs = study(tiny("pipeline", 2, prompt=64, output=4), requests=1).costs
+    tracemalloc.start()
+    try:
+        for tokens in range(1, 1001):
+            for last in (False, True):
+                costs.chunk(tokens, tokens + 7, last)
+        mine = tracemalloc.Filter(True, module.__file__)
+        held = sum(s.size for s in
+                   tracemalloc.take_snapshot().filter_traces([mine]).statistics("filename"))
+    finally:
+        tracemalloc.stop()
+    assert 0 < held <= limit
 
 
 def test_the_models_sliding_window_bounds_a_requests_kv_as_the_ledger_does():

@@ -24,7 +24,7 @@ from wsesim.serving.scheduler import MicroBatch, Scheduler
 TRACE_MICRO_BATCHES = 200   # micro-batches whose visit of every element a trace records
 TRACE_REQUESTS = 500        # requests whose phases a trace records
 GATE_TOLERANCE = 1e-12      # relative: a gate this close to now is open (rounding)
-SERVICE_CACHE_FLOATS = 1 << 22   # services kept (by context, by chunk): 32 MB at most
+SERVICE_CACHE_FLOATS = 1 << 22   # one sequence's decode services kept by context: 32 MB
 
 
 @dataclass
@@ -101,11 +101,11 @@ class Engine:
         self.trace = trace
         self.visits: list[Visit] = []
         self._last: tuple[Any, Any] = (None, None)   # the last decode micro-batch priced
-        # services kept (one sequence's decode by context, prompt chunks) and how many
-        # times each entered (their busy time is added up at the end)
-        self._kept: dict[Any, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        # one sequence's decode services kept by context, and how many times each
+        # entered (their busy time is added up at the end)
+        self._kept: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._keep_limit = max(1, SERVICE_CACHE_FLOATS // (3 * costs.size))
-        self._passes: dict[Any, int] = {}
+        self._passes: dict[int, int] = {}
         self._gap = np.zeros(costs.size)
 
     # ---- events --------------------------------------------------------------------
@@ -213,17 +213,9 @@ class Engine:
                 return (*out, key)
             self._last = (key, out)
             return (*out, None)
-        ckey = ("chunk", mb.tokens, mb.end, mb.last)
-        kept = self._kept.get(ckey)
-        if kept is not None:
-            return (*kept, ckey)
-        occ, delay = self.costs.chunk(*ckey[1:])
+        occ, delay = self.costs.chunk(mb.tokens, mb.end, mb.last)   # kept by the costs
         reach = np.cumsum(occ + delay)
-        out = (occ, reach, reach - occ)
-        if len(self._kept) < self._keep_limit:
-            self._kept[ckey] = out
-            return (*out, ckey)
-        return (*out, None)
+        return occ, reach, reach - occ, None
 
     def _send(self, mb: MicroBatch, done: np.ndarray, occ: np.ndarray) -> None:
         sched = self.sched
