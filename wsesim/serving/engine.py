@@ -5,9 +5,8 @@ through the pipeline is advanced in closed form when it enters.
 Every element of the plan's timeline is a first-in first-out server (as in
 :mod:`wsesim.sim.tile`); micro-batches enter at one end and keep their order, so when
 one enters its start and end at every element follow from the max-plus recursion
-D_k = max(D_{k-1} + d_k, B_k) + s_k (B_k: when element k is next free): one numpy call
-and one simpy event per micro-batch, whatever the number of elements. Time is counted
-in clock cycles.
+(:func:`wsesim.sim.tile.tandem_exits`): a few numpy calls and one simpy event per
+micro-batch, whatever the number of elements. Time is counted in clock cycles.
 """
 from __future__ import annotations
 
@@ -20,6 +19,7 @@ import simpy
 from wsesim.serving.costs import BatchCosts
 from wsesim.serving.kv import KVCapacity
 from wsesim.serving.scheduler import MicroBatch, Scheduler
+from wsesim.sim.tile import tandem_exits
 
 TRACE_MICRO_BATCHES = 200   # micro-batches whose visit of every element a trace records
 TRACE_REQUESTS = 500        # requests whose phases a trace records
@@ -179,9 +179,7 @@ class Engine:
                 return
             self.force = False
             if late:    # it waits inside: the max-plus recursion
-                np.maximum.accumulate(gap, out=gap)
-                np.maximum(gap, now, out=gap)
-                np.add(gap, reach, out=self.free)
+                tandem_exits(gap, reach, now, out=self.free)
             else:       # it passes every element without waiting
                 np.add(reach, now, out=self.free)
             if key is None:
