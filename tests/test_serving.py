@@ -3,23 +3,41 @@
 from __future__ import annotations
 
 import math
+import tracemalloc
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from conftest import deployment, tiny_hardware, tiny_model
 from serving_helpers import POWER_W, study, tiny
 
 from wsesim.memory import build_ledger
+from wsesim.perf.model import build_model
 from wsesim.run import simulate
 from wsesim.serving import serve
 from wsesim.serving.capacity import TOLERANCE, find_capacity
 from wsesim.serving.costs import BatchCosts
 from wsesim.serving.metrics import per_request
 from wsesim.sim.tile import Pipeline
+from wsesim.specs.deployment import simulation_size
 
 FAST = settings(max_examples=20, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow])
+
+
+@pytest.mark.parametrize("mapping", [{"strategy": "sequential"}, {"strategy": "pipeline"},
+                                     {"strategy": "grouped", "regions_per_wafer": 1},
+                                     {"strategy": "grouped", "regions_per_wafer": 2}])
+def test_serving_the_run_and_its_budget_cut_a_prompt_alike(mapping):
+    """One rule for prompt chunks: the whole prompt when every wafer is one region."""
+    dep = deployment(hardware=tiny_hardware(32, 32), mapping=mapping,
+                     workload={"batch_size": 1, "prompt_tokens": 300, "output_tokens": 4})
+    s = study(dep, requests=1)
+    chunks = len(build_model(s.plan).chunk_tokens)
+    assert chunks == simulation_size(dep)[1] == math.ceil(300 / (s.chunk_tokens or 300))
+    one_region = mapping["strategy"] == "sequential" or mapping.get("regions_per_wafer") == 1
+    assert chunks == (1 if one_region else 3)
 
 
 # ---- one request is `wsesim run` at batch 1 --------------------------------------------
@@ -322,6 +340,47 @@ def test_throughput_never_beats_the_busiest_element():
     served = serve(study(dep, rate_per_s=1e6, requests=200, max_stage_batch=4))
     assert max(e["busy"] for e in served.summary["element_busy"]) <= 1 + 1e-9
     assert not math.isnan(served.summary["duration_s"])
+
+
+def test_what_the_costs_keep_stays_within_its_bound(monkeypatch):
+    """Prompt chunks of a thousand lengths: what BatchCosts keeps of them (the chunks
+    and every piece they are made of), measured, stays within MAX_KEPT_BYTES."""
+    import wsesim.serving.costs as module
+    limit = 1 << 16
+    monkeypatch.setattr(module, "MAX_KEPT_BYTES", limit, raising=False)
+    costs = study(tiny("pipeline", 2, prompt=64, output=4), requests=1).costs
+    tracemalloc.start()
+    try:
+        for tokens in range(1, 1001):
+            for last in (False, True):
+                costs.chunk(tokens, tokens + 7, last)
+        mine = tracemalloc.Filter(True, module.__file__)
+        held = sum(s.size for s in
+                   tracemalloc.take_snapshot().filter_traces([mine]).statistics("filename"))
+    finally:
+        tracemalloc.stop()
+    assert 0 < held <= limit
+
+
+def test_the_models_sliding_window_bounds_a_requests_kv_as_the_ledger_does():
+    """A request holds what the run's ledger provisions per sequence
+    (``Deployment.kv_tokens``: the model's window when shorter), so a windowed model
+    serves more requests at once; ``kv_window_tokens`` only ever shrinks the window."""
+    windowed = tiny("pipeline", 1, prompt=512, output=16,
+                    model=tiny_model(sliding_window=128))
+    full = tiny("pipeline", 1, prompt=512, output=16)
+    assert (windowed.kv_tokens, full.kv_tokens) == (128, 528)
+    assert study(windowed, kv_window_tokens=256).window == 128
+    concurrent = {}
+    for dep in (windowed, full):
+        s = study(dep, rate_per_s=1e6, requests=200)
+        need = s.kv.need(np.array([dep.kv_tokens]))[0]
+        fit = int(np.min(s.kv.slots // need))
+        served = serve(s)
+        assert served.summary["max_concurrent"] == fit
+        np.testing.assert_array_equal(served.run.max_used_slots, fit * need)
+        concurrent[dep.kv_tokens] = fit
+    assert concurrent[128] > 2 * concurrent[528]
 
 
 def test_a_sliding_window_bounds_a_requests_kv_and_its_attention():

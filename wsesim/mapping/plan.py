@@ -44,11 +44,16 @@ class ActivationBuffers:
     attention_heads: int = 0  # heads whose scores this stage keeps (attention only)
 
     def bytes_per_pe(self, content: "StageContent", rows: int, cols: int,
-                     peak: bool = False) -> npt.NDArray[np.int64]:
+                     peak: bool = False, context: int | None = None
+                     ) -> npt.NDArray[np.int64]:
         """Buffer bytes per PE (broadcastable to rows x cols); ``peak``: a 1 x 1 upper
-        bound on their largest, from 1-D cuts only (to rate layouts quickly)."""
-        return _buffer_bytes(self, content.part, content.tensors, content.kv, rows, cols,
-                             peak)
+        bound on their largest, from 1-D cuts only (to rate layouts quickly);
+        ``context``: scores of a sequence of that many tokens (default: as many as the
+        stage's KV cache holds)."""
+        kv = content.kv
+        if kv is not None and context is not None:
+            kv = dataclasses.replace(kv, tokens_per_sequence=context)
+        return _buffer_bytes(self, content.part, content.tensors, kv, rows, cols, peak)
 
     def _bytes_per_pe(self, part: Part, tensors: tuple[TensorBlock, ...],
                       kv: KVCache | None, rows: int, cols: int, peak: bool

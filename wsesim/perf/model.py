@@ -216,6 +216,13 @@ def region_groups(stages: tuple[Stage, ...]) -> list[list[Stage]]:
     return groups
 
 
+def prefill_chunk_tokens(plan: Plan) -> int | None:
+    """Prompt tokens per prefill chunk of ``plan`` (None: the whole prompt), by
+    ``SimulationSpec.chunk_tokens``: whether every wafer is one region."""
+    one_region = all(len(region_groups(wp.stages)) == 1 for wp in plan.wafers)
+    return plan.deployment.simulation.chunk_tokens(one_region)
+
+
 def group_name(group: list[Stage], wafer: int, whole_grid: bool) -> str:
     if len(group) == 1:
         return group[0].name
@@ -246,9 +253,7 @@ def build_model(plan: Plan, coster: StageCoster = closed_form_costs,
     if decode_samples is not None and decode_samples < steps:
         decode_contexts = np.unique(np.linspace(decode_contexts[0], decode_contexts[-1],
                                                 decode_samples).round().astype(int))
-    one_region = all(len(region_groups(wp.stages)) == 1 for wp in plan.wafers)
-    chunk = dep.simulation.prefill_chunk_tokens or (
-        wl.prompt_tokens if one_region else min(wl.prompt_tokens, 128))
+    chunk = prefill_chunk_tokens(plan) or wl.prompt_tokens
     starts = np.arange(0, wl.prompt_tokens, chunk)
     chunk_tokens = np.minimum(chunk, wl.prompt_tokens - starts)
     chunk_ends = starts + chunk_tokens
@@ -323,4 +328,4 @@ def dominant_cause(cost: Cost) -> tuple[str, float]:
 
 
 __all__ = ["PerformanceModel", "build_model", "dominant_cause", "edge_out", "group_name",
-           "hops_between", "region_groups", "region_path"]
+           "hops_between", "prefill_chunk_tokens", "region_groups", "region_path"]

@@ -79,10 +79,7 @@ def sustainable_rate(study: Study) -> float:
     occ += (output - 1) / b * costs.decode(np.full(b, prompt + output // 2))[0]
     by_pipeline = study.clock_hz / float(np.max(occ))
     e2e = _unloaded(study)["e2e_s"]["mean"] or math.inf
-    held = prompt + output
-    if study.spec.kv_window_tokens is not None:
-        held = min(held, study.spec.kv_window_tokens)
-    need = study.kv.need(np.array([held]))[0]
+    need = study.kv.need(study.kv_tokens(np.array([prompt + output])))[0]
     fit = int(np.min(study.kv.slots // np.maximum(need, 1))) if len(need) else 0
     return min(by_pipeline, fit / e2e)   # 0 when not even one request fits
 

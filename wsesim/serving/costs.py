@@ -14,11 +14,15 @@ and ``A(c)`` one token at context ``c``; at b = 1 it is exactly the run's cost. 
 links and the way back carry b tokens' activations (b token ids).
 
 Each element's costs are computed once per batch size (and per context, per prompt
-chunk) with numpy and cached; a micro-batch's costs are then a few array lookups.
+chunk) with numpy and cached; a micro-batch's costs are then a few array lookups. What
+grows with the requests (prompt chunks, the pieces they are made of) is kept in one
+cache of at most ``MAX_KEPT_BYTES``, least recently used dropped first; what grows with
+the batch size is bounded by ``serving.max_stage_batch``.
 """
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -38,7 +42,41 @@ from wsesim.perf.model import (  # the run's own path and edge costs: both price
 from wsesim.perf.stages import Kernels, lm_head_cost, prefill_cost, stage_cost
 
 MAX_CONTEXT_TABLE = 1 << 22   # elements x context lengths kept as one table (32 MB)
-MAX_KEPT_FLOATS = 1 << 24     # values of the prompt chunks' costs kept (128 MB at most)
+MAX_KEPT_BYTES = 1 << 27      # the cache of prompt chunks and their pieces: 128 MB
+# Bytes of one cache entry besides its arrays' data: its key, its value's tuple, the
+# arrays' headers and the dict's link (385 to 540 bytes measured with tracemalloc).
+ENTRY_BYTES = 512
+
+
+class _Kept:
+    """Values by key, the least recently used dropped once they take more than
+    ``limit`` bytes (each entry ``ENTRY_BYTES`` and its arrays' data)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.bytes = 0
+        self._items: OrderedDict[Any, tuple[Any, int]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: Any) -> Any:
+        """The value kept under ``key`` (None: none)."""
+        hit = self._items.get(key)
+        if hit is None:
+            return None
+        self._items.move_to_end(key)
+        return hit[0]
+
+    def put(self, key: Any, value: Any) -> Any:
+        """Keep ``value`` (a float or a tuple) under ``key``; returns it."""
+        size = ENTRY_BYTES + sum(v.nbytes for v in value if isinstance(v, np.ndarray)) \
+            if isinstance(value, tuple) else ENTRY_BYTES
+        self._items[key] = (value, size)
+        self.bytes += size
+        while self.bytes > self.limit and self._items:
+            self.bytes -= self._items.popitem(last=False)[1][1]
+        return value
 
 
 @dataclass(frozen=True)
@@ -138,8 +176,7 @@ class BatchCosts:
             one = self._one[self._shape_index, -(-ctx // self._rows[:, None])]
             self._per_context = (self._matt @ one).T.copy()
         self._decode_base: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        self._chunks: dict[tuple[int, int, bool], tuple[np.ndarray, np.ndarray]] = {}
-        self._chunk_base_cache: dict[tuple[int, bool], tuple[np.ndarray, np.ndarray]] = {}
+        self._kept = _Kept(MAX_KEPT_BYTES)   # prompt chunks, their bases, stages, paths
         # attention stages alike for a prompt chunk (content, region shape, alone on it
         # or not: the kernel differs) and how many of each every element runs
         prefill: dict[tuple, int] = {}
@@ -158,8 +195,6 @@ class BatchCosts:
         self._matt_prefill = np.zeros((self.size, len(self._prefill_shapes)))
         for k, j in cells:
             self._matt_prefill[k, j] += 1
-        self._stage_cache: dict[tuple, float] = {}
-        self._path_cache: dict[tuple, tuple[float, float]] = {}
 
     # ---- building blocks ---------------------------------------------------------
     def _attention_shape(self, stage: Stage, max_context: int) -> _AttentionShape:
@@ -183,41 +218,43 @@ class BatchCosts:
         assert r is not None
         part = stage.part
         if what == "decode":
-            key = (what, id(stage.content), r.rows, r.cols, tokens)
+            key: tuple = (what, id(stage.content), r.rows, r.cols, tokens)
         elif part == "lm_head":     # only the prompt's last chunk needs logits
             key = (what, id(stage.content), r.rows, r.cols, last)
         else:
             key = (what, id(stage.content), r.rows, r.cols, alone, tokens,
                    end if part == "attention" else 0)
-        if key not in self._stage_cache:
-            kn = self._kernels[alone]
-            if what == "decode":
-                cost = stage_cost(kn, stage.content, r.rows, r.cols, 0, tokens)
-            elif part == "lm_head":
-                cost = lm_head_cost(kn, stage.content, r.rows, r.cols, 1) if last else Cost()
-            else:
-                cost = prefill_cost(kn, stage.content, r.rows, r.cols, tokens,
-                                    int(self._context(end)))
-            self._stage_cache[key] = float(np.max(cost.total))
-        return self._stage_cache[key]
+        kept = self._kept.get(key)
+        if kept is not None:
+            return kept
+        kn = self._kernels[alone]
+        if what == "decode":
+            cost = stage_cost(kn, stage.content, r.rows, r.cols, 0, tokens)
+        elif part == "lm_head":
+            cost = lm_head_cost(kn, stage.content, r.rows, r.cols, 1) if last else Cost()
+        else:
+            cost = prefill_cost(kn, stage.content, r.rows, r.cols, tokens,
+                                int(self._context(end)))
+        return self._kept.put(key, float(np.max(cost.total)))
 
     def _carry(self, slot: _Slot, tokens: int) -> tuple[float, float]:
         """(occupancy, delay) of a path or link carrying ``tokens`` tokens."""
         key = (slot.kind, slot.src, slot.dst, tokens)
-        if key not in self._path_cache:
-            kn = self._kn
-            if slot.kind == "path":
-                assert slot.dst is not None
-                c = region_path(kn, slot.src, slot.dst, self._hidden, tokens)
-                occ, total = float(c.bandwidth), float(c.total)
-            else:
-                assert slot.src is not None
-                nbytes = self._hidden * kn.act_bytes * tokens
-                occ = float(kn.fabric.interwafer_occupancy(nbytes))
-                total = float((edge_out(kn, slot.src, self._grid_cols, self._hidden, tokens)
-                               + kn.fabric.interwafer(nbytes)).total)
-            self._path_cache[key] = (occ, total - occ)
-        return self._path_cache[key]
+        kept = self._kept.get(key)
+        if kept is not None:
+            return kept
+        kn = self._kn
+        if slot.kind == "path":
+            assert slot.dst is not None
+            c = region_path(kn, slot.src, slot.dst, self._hidden, tokens)
+            occ, total = float(c.bandwidth), float(c.total)
+        else:
+            assert slot.src is not None
+            nbytes = self._hidden * kn.act_bytes * tokens
+            occ = float(kn.fabric.interwafer_occupancy(nbytes))
+            total = float((edge_out(kn, slot.src, self._grid_cols, self._hidden, tokens)
+                           + kn.fabric.interwafer(nbytes)).total)
+        return self._kept.put(key, (occ, total - occ))
 
     def _way_back(self, ids: int) -> tuple[float, float]:
         """(occupancy, delay) of ``ids`` sampled tokens' ids back to the embeddings."""
@@ -279,25 +316,26 @@ class BatchCosts:
 
     def _chunk_base(self, tokens: int, last: bool) -> tuple[np.ndarray, np.ndarray]:
         """Occupancy (attention stages left out) and delay of a prompt chunk."""
-        key = (tokens, last)
-        if key not in self._chunk_base_cache:
-            occ = np.zeros(self.size)
-            delay = np.zeros(self.size)
-            for k, slot in enumerate(self.slots):
-                if slot.kind in ("path", "link"):
-                    occ[k], delay[k] = self._carry(slot, tokens)
-                elif slot.kind == "stages":
-                    occ[k] = sum(self._stage(s, slot.alone, "prefill", tokens, 0, last)
-                                 for s in slot.stages if s.part != "attention")
-            self._chunk_base_cache[key] = (occ, delay)
-        return self._chunk_base_cache[key]
+        key = ("chunk base", tokens, last)
+        kept = self._kept.get(key)
+        if kept is not None:
+            return kept
+        occ = np.zeros(self.size)
+        delay = np.zeros(self.size)
+        for k, slot in enumerate(self.slots):
+            if slot.kind in ("path", "link"):
+                occ[k], delay[k] = self._carry(slot, tokens)
+            elif slot.kind == "stages":
+                occ[k] = sum(self._stage(s, slot.alone, "prefill", tokens, 0, last)
+                             for s in slot.stages if s.part != "attention")
+        return self._kept.put(key, (occ, delay))
 
     def chunk(self, tokens: int, end: int, last: bool) -> tuple[np.ndarray, np.ndarray]:
         """(occupancy, delay) per element of a prompt chunk of ``tokens`` tokens ending
         at prompt position ``end`` (``last``: the prompt's last chunk, which needs
-        logits). Kept while the kept chunks hold fewer than MAX_KEPT_FLOATS values."""
-        key = (tokens, end, last)
-        kept = self._chunks.get(key)
+        logits)."""
+        key = ("chunk", tokens, end, last)
+        kept = self._kept.get(key)
         if kept is not None:
             return kept
         occ, delay = self._chunk_base(tokens, last)
@@ -305,6 +343,4 @@ class BatchCosts:
             att = np.array([self._stage(stage, alone, "prefill", tokens, end, last)
                             for stage, alone in self._prefill_shapes])
             occ = occ + self._matt_prefill @ att
-        if (len(self._chunks) + 1) * 2 * self.size <= MAX_KEPT_FLOATS:
-            self._chunks[key] = (occ, delay)
-        return occ, delay
+        return self._kept.put(key, (occ, delay))

@@ -5,9 +5,8 @@ through the pipeline is advanced in closed form when it enters.
 Every element of the plan's timeline is a first-in first-out server (as in
 :mod:`wsesim.sim.tile`); micro-batches enter at one end and keep their order, so when
 one enters its start and end at every element follow from the max-plus recursion
-D_k = max(D_{k-1} + d_k, B_k) + s_k (B_k: when element k is next free): one numpy call
-and one simpy event per micro-batch, whatever the number of elements. Time is counted
-in clock cycles.
+(:func:`wsesim.sim.tile.tandem_exits`): a few numpy calls and one simpy event per
+micro-batch, whatever the number of elements. Time is counted in clock cycles.
 """
 from __future__ import annotations
 
@@ -20,11 +19,12 @@ import simpy
 from wsesim.serving.costs import BatchCosts
 from wsesim.serving.kv import KVCapacity
 from wsesim.serving.scheduler import MicroBatch, Scheduler
+from wsesim.sim.tile import tandem_exits
 
 TRACE_MICRO_BATCHES = 200   # micro-batches whose visit of every element a trace records
 TRACE_REQUESTS = 500        # requests whose phases a trace records
 GATE_TOLERANCE = 1e-12      # relative: a gate this close to now is open (rounding)
-SERVICE_CACHE_FLOATS = 1 << 22   # services kept (by context, by chunk): 32 MB at most
+SERVICE_CACHE_FLOATS = 1 << 22   # one sequence's decode services kept by context: 32 MB
 
 
 @dataclass
@@ -61,11 +61,12 @@ class ServingRun:
 
 
 class Engine:
-    """One run of requests through a plan's pipeline."""
+    """One run of requests through a plan's pipeline (``kv_tokens``: the tokens of KV
+    each request holds)."""
 
     def __init__(self, costs: BatchCosts, kv: KVCapacity, arrival_cycles: np.ndarray,
-                 prompt: np.ndarray, output: np.ndarray, max_stage_batch: int,
-                 chunk_tokens: int | None, window: int | None = None,
+                 prompt: np.ndarray, output: np.ndarray, kv_tokens: np.ndarray,
+                 max_stage_batch: int, chunk_tokens: int | None,
                  trace: bool = False) -> None:
         self.costs = costs
         self.env = simpy.Environment()
@@ -73,10 +74,7 @@ class Engine:
         self.arrival = np.asarray(arrival_cycles, dtype=float)
         self.prompt = np.asarray(prompt, dtype=np.int64)
         self.output = np.asarray(output, dtype=np.int64)
-        held = self.prompt + self.output
-        if window is not None:
-            held = np.minimum(held, window)
-        self.sched = Scheduler(self.prompt, self.output, kv.need(held), kv.slots.copy(),
+        self.sched = Scheduler(self.prompt, self.output, kv.need(kv_tokens), kv.slots.copy(),
                                max_stage_batch, chunk_tokens)
         self.slots = kv.slots
         self.admitted = np.full(n, np.nan)
@@ -103,11 +101,11 @@ class Engine:
         self.trace = trace
         self.visits: list[Visit] = []
         self._last: tuple[Any, Any] = (None, None)   # the last decode micro-batch priced
-        # services kept (one sequence's decode by context, prompt chunks) and how many
-        # times each entered (their busy time is added up at the end)
-        self._kept: dict[Any, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        # one sequence's decode services kept by context, and how many times each
+        # entered (their busy time is added up at the end)
+        self._kept: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._keep_limit = max(1, SERVICE_CACHE_FLOATS // (3 * costs.size))
-        self._passes: dict[Any, int] = {}
+        self._passes: dict[int, int] = {}
         self._gap = np.zeros(costs.size)
 
     # ---- events --------------------------------------------------------------------
@@ -181,9 +179,7 @@ class Engine:
                 return
             self.force = False
             if late:    # it waits inside: the max-plus recursion
-                np.maximum.accumulate(gap, out=gap)
-                np.maximum(gap, now, out=gap)
-                np.add(gap, reach, out=self.free)
+                tandem_exits(gap, reach, now, out=self.free)
             else:       # it passes every element without waiting
                 np.add(reach, now, out=self.free)
             if key is None:
@@ -215,17 +211,9 @@ class Engine:
                 return (*out, key)
             self._last = (key, out)
             return (*out, None)
-        ckey = ("chunk", mb.tokens, mb.end, mb.last)
-        kept = self._kept.get(ckey)
-        if kept is not None:
-            return (*kept, ckey)
-        occ, delay = self.costs.chunk(*ckey[1:])
+        occ, delay = self.costs.chunk(mb.tokens, mb.end, mb.last)   # kept by the costs
         reach = np.cumsum(occ + delay)
-        out = (occ, reach, reach - occ)
-        if len(self._kept) < self._keep_limit:
-            self._kept[ckey] = out
-            return (*out, ckey)
-        return (*out, None)
+        return occ, reach, reach - occ, None
 
     def _send(self, mb: MicroBatch, done: np.ndarray, occ: np.ndarray) -> None:
         sched = self.sched

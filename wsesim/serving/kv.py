@@ -18,17 +18,12 @@ buffers token by token, as ``wsesim run`` assumes.
 """
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from wsesim.mapping.plan import ActivationBuffers, Stage
-from wsesim.mapping.tiling import cut_row, split_units
+from wsesim.mapping.plan import Stage
 from wsesim.memory import MemoryLedger
-from wsesim.quant.sizes import block_bytes
-
-ONE, ZERO = np.int64(1), np.int64(0)
 
 
 @dataclass(frozen=True)
@@ -78,11 +73,9 @@ class KVCapacity:
 
 def _kv_bytes_per_token(stage: Stage, cols: int) -> np.ndarray:
     """K plus V bytes of one token on each column of the stage's region (1 x cols)."""
-    kv = stage.kv
-    assert kv is not None
-    dims, groups = cut_row(kv.kv_dim, cols, kv.fmt)
-    one = block_bytes(kv.fmt, ONE, dims[None, :], groups[None, :])
-    return 2 * np.asarray(one.total, dtype=np.int64)
+    assert stage.kv is not None
+    one = replace(stage.kv, sequences=1, tokens_per_sequence=1).blocks(1, cols)
+    return np.asarray(one.total, dtype=np.int64)
 
 
 def _buffers(stage: Stage, rows: int, cols: int, batch: int, context: int) -> np.ndarray:
@@ -90,13 +83,9 @@ def _buffers(stage: Stage, rows: int, cols: int, batch: int, context: int) -> np
     sequence's attention scores at ``context`` tokens (attention stages)."""
     content = stage.content
     own = content.buffers
-    tokens = ActivationBuffers(own.fmt, own.hidden_size).bytes_per_pe(content, rows, cols)
-    out = batch * np.asarray(tokens, dtype=np.int64)
-    if content.kv is not None and own.attention_heads:
-        heads_per_col = math.ceil(own.attention_heads / cols)
-        elems = split_units(context, rows)[:, None] * heads_per_col
-        out = out + np.asarray(block_bytes(own.fmt, ONE, elems, ZERO).total)
-    return np.broadcast_to(out, (rows, cols))
+    one = own.bytes_per_pe(content, rows, cols, context=context)   # with the scores
+    slices = replace(own, attention_heads=0).bytes_per_pe(content, rows, cols)
+    return np.broadcast_to(one + (batch - 1) * slices, (rows, cols))
 
 
 def kv_capacity(ledger: MemoryLedger, batch: int, context: int) -> KVCapacity:

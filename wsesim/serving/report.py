@@ -12,11 +12,12 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from wsesim import __version__
+from wsesim import __version__, strict_json
 from wsesim.literal import printable
 from wsesim.serving.capacity import MAX_QUEUE_S, Capacity
 from wsesim.serving.engine import TRACE_MICRO_BATCHES, TRACE_REQUESTS
 from wsesim.serving.service import Served, Study
+from wsesim.strict_json import finite_only
 
 ASSUMPTIONS = (
     "Arrivals: the requests and their arrival times are a model (a Poisson, gamma or "
@@ -93,22 +94,11 @@ def answer(study: Study, served: Served, capacity: Capacity | None = None
         notes += capacity.notes
     out["notes"] = notes
     out["assumptions"] = list(ASSUMPTIONS)
-    return _finite(out)
-
-
-def _finite(value: Any) -> Any:
-    """JSON-safe: infinities and NaN become null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
+    return finite_only(out)   # the text report too reads a figure never reached as None
 
 
 def render_json(doc: dict[str, Any]) -> str:
-    return json.dumps(doc, indent=2) + "\n"
+    return strict_json.dumps(doc, indent=2) + "\n"
 
 
 def _ms(x: float | None) -> str:

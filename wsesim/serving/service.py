@@ -12,7 +12,7 @@ import numpy as np
 
 from wsesim.errors import KeyedError
 from wsesim.mapping.plan import Plan
-from wsesim.perf.model import region_groups
+from wsesim.perf.model import prefill_chunk_tokens
 from wsesim.serving.arrivals import Pattern, pattern
 from wsesim.serving.costs import BatchCosts
 from wsesim.serving.engine import Engine, ServingRun
@@ -20,9 +20,6 @@ from wsesim.serving.kv import KVCapacity, kv_capacity
 from wsesim.serving.metrics import summarize
 from wsesim.specs import Deployment
 from wsesim.specs.serving import MAX_PASSES, ServingSpec
-
-DEFAULT_CHUNK_TOKENS = 128   # as a run's pipeline prefill (wsesim.perf.model.build_model)
-
 
 @dataclass
 class Study:
@@ -35,6 +32,7 @@ class Study:
     kv: KVCapacity
     pattern: Pattern
     chunk_tokens: int | None     # None: a whole prompt at once
+    window: int | None           # tokens of KV a request holds at most (None: all)
 
     @property
     def plan(self) -> Plan:
@@ -48,6 +46,10 @@ class Study:
     def wafers(self) -> int:
         return len(self.plan.wafers)
 
+    def kv_tokens(self, tokens: np.ndarray) -> np.ndarray:
+        """Tokens of KV held by requests of ``tokens`` tokens (prompt plus output)."""
+        return held_tokens(tokens, self.window)
+
 
 @dataclass
 class Served:
@@ -57,15 +59,17 @@ class Served:
     run: ServingRun
 
 
-def chunk_tokens(dep: Deployment, spec: ServingSpec, plan: Plan) -> int | None:
-    """Prompt tokens per chunk: the serving key, else ``simulation.prefill_chunk_tokens``,
-    else the run's rule (a whole prompt when every wafer is one region, else 128)."""
-    if spec.prefill_chunk_tokens is not None:
-        return spec.prefill_chunk_tokens
-    if dep.simulation.prefill_chunk_tokens is not None:
-        return dep.simulation.prefill_chunk_tokens
-    one_region = all(len(region_groups(wp.stages)) == 1 for wp in plan.wafers)
-    return None if one_region else DEFAULT_CHUNK_TOKENS
+def held_tokens(tokens: Any, window: int | None) -> Any:
+    """Tokens of KV a sequence of ``tokens`` tokens holds: all of them, or the
+    window's."""
+    return tokens if window is None else np.minimum(tokens, window)
+
+
+def kv_window(dep: Deployment, spec: ServingSpec) -> int | None:
+    """Tokens a request keeps KV of (and attends to) at most: the model's sliding
+    window, or ``serving.kv_window_tokens`` if that is shorter (None: every token)."""
+    return min((w for w in (dep.model.attention_window, spec.kv_window_tokens)
+                if w is not None), default=None)
 
 
 def prepare(dep: Deployment, result: Any = None, base_dir: Path = Path("."),
@@ -84,7 +88,7 @@ def prepare(dep: Deployment, result: Any = None, base_dir: Path = Path("."),
         result = simulate(dep, with_performance=False, find_min_wafers=False)
     wl = dep.workload
     pat = pattern(spec, wl.prompt_tokens, wl.output_tokens, base_dir, source)
-    chunk = chunk_tokens(dep, spec, result.plan)
+    chunk = spec.prefill_chunk_tokens or prefill_chunk_tokens(result.plan)
     prompt, output = pat.prompt_tokens, pat.output_tokens
     chunks = len(prompt) if chunk is None else int((-(-prompt // chunk)).sum())
     passes = chunks + int((output - 1).sum())
@@ -94,10 +98,10 @@ def prepare(dep: Deployment, result: Any = None, base_dir: Path = Path("."),
                          f"steps); at most {MAX_PASSES:,}: ask for fewer or shorter "
                          "requests, or longer prompt chunks")
     longest = int(np.max(prompt + output))
-    held = longest if spec.kv_window_tokens is None else min(longest, spec.kv_window_tokens)
-    kv = kv_capacity(result.ledger, spec.max_stage_batch, held)
-    costs = BatchCosts(result.plan, longest, spec.kv_window_tokens)
-    return Study(dep, spec, result, costs, kv, pat, chunk)
+    window = kv_window(dep, spec)
+    kv = kv_capacity(result.ledger, spec.max_stage_batch, int(held_tokens(longest, window)))
+    costs = BatchCosts(result.plan, longest, window)
+    return Study(dep, spec, result, costs, kv, pat, chunk, window)
 
 
 def serve(study: Study, rate_per_s: float | None = None, trace: bool = False) -> Served:
@@ -105,9 +109,10 @@ def serve(study: Study, rate_per_s: float | None = None, trace: bool = False) ->
     requests = study.pattern.at(rate_per_s)
     hz = study.clock_hz
     spec = study.spec
-    engine = Engine(study.costs, study.kv, requests.arrival_s * hz, requests.prompt_tokens,
-                    requests.output_tokens, spec.max_stage_batch, study.chunk_tokens,
-                    spec.kv_window_tokens, trace)
+    prompt, output = requests.prompt_tokens, requests.output_tokens
+    engine = Engine(study.costs, study.kv, requests.arrival_s * hz, prompt, output,
+                    study.kv_tokens(prompt + output), spec.max_stage_batch,
+                    study.chunk_tokens, trace)
     run = engine.run()
     summary = summarize(run, hz, requests.rate_per_s, spec.slo_ttft_s, spec.slo_tpot_s,
                         study.wafers, study.deployment.hardware.system_power_w,
@@ -118,7 +123,7 @@ def serve(study: Study, rate_per_s: float | None = None, trace: bool = False) ->
         "arrivals": study.pattern.description,
         "max_stage_batch": spec.max_stage_batch,
         "prefill_chunk_tokens": study.chunk_tokens,
-        "kv_window_tokens": spec.kv_window_tokens,
+        "kv_window_tokens": study.window,
         "kv_capacity_tokens": kv.tokens,
         "kv_binding_region": binding.name if binding else None,
         "element_busy": element_busy(study, run),

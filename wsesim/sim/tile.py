@@ -47,6 +47,17 @@ class Slot:
     link: int | None = None  # inter-wafer link index (-1: the token's way back)
 
 
+def tandem_exits(gap: np.ndarray, reach: np.ndarray, now: float,
+                 out: np.ndarray | None = None) -> np.ndarray:
+    """When a job entering a tandem of FIFO servers at ``now`` leaves each of them: the
+    max-plus recursion D_k = max(D_{k-1} + d_k, B_k) + s_k in closed form. ``reach``:
+    cumsum(d + s), its exits from an idle tandem entered at 0; ``gap``: B - (reach - s),
+    how late each server would keep it (overwritten)."""
+    np.maximum.accumulate(gap, out=gap)
+    np.maximum(gap, now, out=gap)
+    return np.add(gap, reach, out=out)
+
+
 class Pipeline:
     """Every element of a plan's timeline as one tandem of FIFO servers."""
 
@@ -94,8 +105,7 @@ class Pipeline:
         s = self.service[phase][index]
         d = self.delay[phase][index]
         c = np.cumsum(s + d)
-        run = np.maximum(np.maximum.accumulate(self.free_at - (c - s)), now)
-        done = c + run
+        done = tandem_exits(self.free_at - (c - s), c, now)
         self.free_at = done
         self.busy += s
         if who is not None:

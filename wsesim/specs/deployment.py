@@ -108,6 +108,11 @@ class MappingSpec(BaseModel):
         return self
 
 
+# Prompt tokens per prefill chunk when several regions share a wafer: a modelling
+# choice (no measurement), short enough that the regions overlap on one prompt.
+DEFAULT_PREFILL_CHUNK_TOKENS = 128
+
+
 class SimulationSpec(BaseModel):
     """How the performance is simulated. ``tile``: stages and links as queues with
     closed-form service times; ``pe``: every PE and link (small grids only)."""
@@ -115,9 +120,16 @@ class SimulationSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     fidelity: Literal["tile", "pe"] = "tile"
-    # prompt tokens a stage takes at once in prefill (None: the whole prompt for
-    # sequential, up to 128 for pipeline so that stages overlap on one prompt)
+    # prompt tokens a region takes at once in prefill (None: ``chunk_tokens``' rule)
     prefill_chunk_tokens: PromptTokens | None = None
+
+    def chunk_tokens(self, one_region_per_wafer: bool) -> int | None:
+        """Prompt tokens per prefill chunk: the key, else the whole prompt (None) when
+        every wafer is one region (nothing to overlap), else
+        ``DEFAULT_PREFILL_CHUNK_TOKENS``."""
+        if self.prefill_chunk_tokens is not None:
+            return self.prefill_chunk_tokens
+        return None if one_region_per_wafer else DEFAULT_PREFILL_CHUNK_TOKENS
 
 
 class Deployment(BaseModel):
@@ -233,9 +245,10 @@ def simulation_size(dep: Deployment) -> tuple[int, int, int]:
     wl, L = dep.workload, dep.model.num_hidden_layers
     steps = wl.output_tokens - 1
     sequential = dep.mapping.strategy == "sequential"
-    chunk = dep.simulation.prefill_chunk_tokens or (
-        wl.prompt_tokens if sequential else min(wl.prompt_tokens, 128))
-    chunks = math.ceil(wl.prompt_tokens / chunk)
+    one_region = sequential or (dep.mapping.strategy == "grouped"
+                                and dep.mapping.regions_per_wafer == 1)
+    chunks = math.ceil(wl.prompt_tokens / (dep.simulation.chunk_tokens(one_region)
+                                           or wl.prompt_tokens))
     wafers = L + 2 if dep.wafers == "auto" else dep.wafers   # auto: at most one unit each
     stages = 2 * L + 2
     elements = 3 * wafers - 1 if sequential else 2 * stages + wafers - 1
