@@ -194,6 +194,21 @@ def test_a_later_prefill_chunk_attends_to_more_tokens():
     assert float(pe_cost.total) == pytest.approx(float(last.total), rel=TOL)
 
 
+def test_a_sliding_window_caps_attention_at_the_pe_level_too():
+    """The PE-level attention reads the window's tokens as the closed form does, for a
+    decode stage, a layer and a prefill chunk by MeshGEMM."""
+    kn, plan = P.kernels_for("wse2", 8, 8, hidden=512, context=512)
+    kn = replace(kn, window=64)
+    att, mlp = plan.wafers[0].stages[1].content, plan.wafers[0].stages[2].content
+    agree(P.stage(kn, att, 8, 8, 512), tol=0.02)
+    agree(P.layer(kn, att, mlp, 8, 8, 512), tol=0.02)
+    pe_cost, _ = P.mesh_prefill(kn, att, 8, 8, 128, 512)
+    closed = attention_prefill_meshgemm(kn, att, 8, 8, 128, 512)
+    assert float(pe_cost.total) == pytest.approx(float(closed.total), rel=TOL)
+    assert float(pe_cost.total) < float(P.mesh_prefill(replace(kn, window=None), att,
+                                                        8, 8, 128, 512)[0].total)
+
+
 def test_deployment_ttft_tile_vs_pe_with_meshgemm_prefill():
     common = {"model": tiny_model(), "hardware": tiny_hardware(8, 8),
               "workload": {"batch_size": 1, "prompt_tokens": 256, "output_tokens": 8},
