@@ -220,3 +220,20 @@ def test_a_sweep_takes_strategy_auto_at_every_point(tmp_path):
     assert all(r["strategy"] in ("pipeline", "sequential", "grouped") for r in rows)
     brute = simulate(tight(6200, layers=6, wafers="auto")).wafers
     assert {r["min_wafers"] for r in rows if r["workload.batch_size"] == 1} == {brute}
+
+
+def test_each_stage_of_a_grouped_plan_gets_its_own_regions_busy_fraction():
+    """Regions holding several stages: each stage is listed once, with its region's
+    busy fraction (every region's fraction went to every stage of the wafer)."""
+    dep = tight(49152, 4, layers=4, rows=32, cols=32)
+    plan = make_plan(dep, 1, Choice("grouped", 3))
+    perf, _, run = simulate_performance(plan, True)
+    busy = {b["stage"]: b["busy"] for b in perf["stage_busy"]}
+    assert len(perf["stage_busy"]) == len(busy) == len(plan.stages)
+    regions = {}
+    for s in plan.stages:
+        regions.setdefault(s.region, []).append(s.index)
+    fractions = [f for slot, f in run.busy_fraction() if slot.stages]
+    assert len(regions) == len(fractions) == 3
+    for indices, fraction in zip(regions.values(), fractions):
+        assert [busy[i] for i in indices] == [fraction] * len(indices)

@@ -81,15 +81,14 @@ def summarize(model: PerformanceModel, run: TileRun, fits: bool) -> dict[str, An
     ttft = float(np.mean([s.ttft for s in seqs])) / hz
     prefill_done = max(s.ttft for s in seqs) / hz
     busy, links = [], []
+    names = {s.index: s.name for s in model.plan.stages}
     for slot, fraction in run.busy_fraction():
         if slot.link is not None:
             if slot.link >= 0:
                 links.append(fraction)
-        elif slot.is_stage and slot.stage is not None:
-            busy.append({"stage": slot.stage, "name": slot.name, "busy": fraction})
-        elif slot.is_stage:  # sequential: the wafer's whole grid serves all its stages
-            for s in model.plan.wafers[slot.wafer].stages:
-                busy.append({"stage": s.index, "name": s.name, "busy": fraction})
+        else:   # a region's stages share its fraction (a path's none)
+            busy += [{"stage": i, "name": names[i], "busy": fraction}
+                     for i in slot.stages]
     out: dict[str, Any] = {
         "tokens_per_s_per_user": 1.0 / tpot,
         "tokens_per_s": aggregate,

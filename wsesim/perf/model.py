@@ -32,7 +32,7 @@ class Element:
     decode step or prefill chunk."""
 
     name: str
-    stage: Stage | None
+    stages: tuple[Stage, ...]   # the stages its region runs (none: a path)
     decode: Cost            # per decode step (arrays)
     prefill: Cost           # per prefill chunk (arrays)
     delay_is_latency: bool = False  # a path: its latency is a delay, bandwidth occupies
@@ -286,7 +286,7 @@ def build_model(plan: Plan, coster: StageCoster = closed_form_costs,
                 path = Element(
                     f"path into {group[0].name}" if alone else
                     f"path into {group_name(group, wp.wafer, region.pes == rows * grid_cols)}",
-                    group[0], region_path(kn, prev, region, hidden, 1),
+                    (), region_path(kn, prev, region, hidden, 1),
                     region_path(kn, prev, region, hidden, chunk_tokens), delay_is_latency=True)
                 elements.append(path)
                 stage_decode.append((group[0], path.decode))
@@ -294,7 +294,7 @@ def build_model(plan: Plan, coster: StageCoster = closed_form_costs,
             elements.append(Element(
                 group[0].name if alone else
                 group_name(group, wp.wafer, region.pes == rows * grid_cols),
-                group[0] if alone else None,
+                tuple(group),
                 total_of([c[0] for c in priced]), total_of([c[1] for c in priced])))
             prev = region
         segments.append(Segment(wp.wafer, elements))
