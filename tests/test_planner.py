@@ -237,3 +237,31 @@ def test_each_stage_of_a_grouped_plan_gets_its_own_regions_busy_fraction():
     assert len(regions) == len(fractions) == 3
     for indices, fraction in zip(regions.values(), fractions):
         assert [busy[i] for i in indices] == [fraction] * len(indices)
+
+
+def _classic(balance: str, layers: int = 7, wafers: int | str = 3, batch: int = 32):
+    return deployment(model=tiny_model(num_hidden_layers=layers, vocab_size=8000),
+                      hardware=tiny_hardware(rows=32, cols=32), wafers=wafers,
+                      workload={"batch_size": batch, "prompt_tokens": 16,
+                                "output_tokens": 16},
+                      mapping={"strategy": "pipeline", "balance": balance})
+
+
+def test_a_time_balanced_pipeline_is_cut_by_time():
+    """``balance: time`` re-cuts a pipeline's layer ranges across wafers by the stages'
+    decode times (the big vocabulary weighs on bytes, not on time), and says so: its
+    slowest element is quicker, so a full pipeline (32 sequences) runs faster."""
+    runs = {b: simulate(_classic(b), find_min_wafers=False) for b in ("bytes", "time")}
+    by_bytes, by_time = runs["bytes"], runs["time"]
+    assert [w.layers for w in by_time.plan.wafers] != [w.layers for w in by_bytes.plan.wafers]
+    assert by_time.to_dict()["mapping"]["balance"] == "time"
+    assert by_bytes.to_dict()["mapping"]["balance"] == "bytes"
+    assert by_time.performance["tokens_per_s"] > by_bytes.performance["tokens_per_s"]
+    assert by_time.performance["closed_form"]["max_tokens_per_s"] > \
+        by_bytes.performance["closed_form"]["max_tokens_per_s"]
+
+
+def test_a_time_balance_that_does_not_help_runs_and_reports_the_byte_plan():
+    result = simulate(_classic("time", layers=6, wafers=2, batch=8), find_min_wafers=False)
+    assert result.to_dict()["mapping"]["balance"] == "bytes"
+    assert any("balance: time" in n for n in result.notes)
