@@ -26,6 +26,7 @@ from wsesim.specs import HardwareProfile
 from wsesim.validate import (
     Case,
     calibration_file,
+    constant_slot,
     find_cases,
     load_case,
     predict,
@@ -48,10 +49,8 @@ class Fit:
 
 def constant_value(hw: HardwareProfile, path: str) -> float:
     """The value of a dotted-path constant of a profile."""
-    node = hw.model_dump()
-    for part in path.split("."):
-        node = node[part]
-    return float(node)
+    node, key = constant_slot(hw.model_dump(), path)
+    return float(node[key])
 
 
 def relative_errors(cases: Sequence[Case], values: dict[str, float]) -> np.ndarray:

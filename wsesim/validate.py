@@ -236,31 +236,41 @@ def run_case(case: Case, loo: HardwareProfile | None = None) -> CaseResult:
                       predict(case, loo) if loo else None)
 
 
-def _tile_twin(case: Case, held_out: Mapping[str, Any]) -> str | None:
+def _tile_twin(case: Case, held_out: Mapping[str, Any], cases: list[Case]) -> str | None:
     """The tile-fidelity case of the same kernel measurement as a PE-fidelity case (PE
-    cases are left out of the fit: such a case is held out by holding out its twin)."""
+    cases are left out of the fit: such a case is held out by holding out its twin),
+    among ``cases``."""
     spec = case.target
     if not isinstance(spec, KernelSpec) or spec.fidelity != "pe":
         return None
     tile = spec.model_copy(update={"fidelity": "tile"})
-    for path in find_cases():
-        if path.stem in held_out and path.stem != case.name:
-            other = load_case(path)
-            if other.target == tile and other.spec.measured == case.spec.measured:
-                return other.name
-    return None
+    return next((other.name for other in cases
+                 if other.name in held_out and other.name != case.name
+                 and other.target == tile and other.spec.measured == case.spec.measured),
+                None)
+
+
+def _shipped_cases(loaded: list[Case]) -> list[Case]:
+    """Every case of ``validation/``, those in ``loaded`` not read again."""
+    by_path = {c.path.resolve(): c for c in loaded}
+    return [by_path.get(p.resolve()) or load_case(p) for p in find_cases()]
 
 
 def run_cases(cases: list[Case]) -> list[CaseResult]:
     """Every case, with its leave-one-out prediction where its profile keeps one (for
     a PE-fidelity kernel case: the constants fitted without its tile twin)."""
     loo: dict[str, dict[str, dict[str, float]]] = {}
+    shipped: list[Case] = []
     out = []
     for case in cases:
         profile = case.hardware.name
         if profile not in loo:
             loo[profile] = leave_one_out_constants(profile)
-        name = case.name if case.name in loo[profile] else _tile_twin(case, loo[profile])
-        out.append(run_case(case, held_out_hardware(case, loo[profile][name], name)
+        held = loo[profile]
+        name = case.name if case.name in held else None
+        if name is None and held:
+            shipped = shipped or _shipped_cases(cases)
+            name = _tile_twin(case, held, shipped)
+        out.append(run_case(case, held_out_hardware(case, held[name], name)
                             if name else None))
     return out
