@@ -158,7 +158,7 @@ def mapping_summary(dep: Deployment, plan: Plan, found: Any = None) -> dict[str,
     out: dict[str, Any] = {
         "strategy": plan.strategy,
         "regions_per_wafer": max(len({s.region for s in wp.stages}) for wp in plan.wafers),
-        "balance": choice.balance if choice else "bytes",
+        "balance": choice.balance,
         "searched": 1,
     }
     if found is not None:

@@ -157,12 +157,12 @@ class WaferPlan:
 class Plan:
     deployment: Deployment
     wafers: tuple[WaferPlan, ...]
+    choice: Choice                  # what the plan was made with
     notes: tuple[str, ...] = ()
-    choice: "Choice | None" = None
 
     @property
     def strategy(self) -> str:
-        return self.choice.strategy if self.choice else self.deployment.mapping.strategy
+        return self.choice.strategy
 
     @property
     def stages(self) -> list[Stage]:
@@ -326,4 +326,4 @@ def make_plan(dep: Deployment, wafers: int, choice: Choice | None = None,
         placed = [dataclasses.replace(s, region=regions[b])
                   for b, block in enumerate(blocks) for s in (stages[i] for i in block)]
         wafer_plans.append(WaferPlan(w, tuple(placed)))
-    return Plan(dep, tuple(wafer_plans), tuple(notes), choice)
+    return Plan(dep, tuple(wafer_plans), choice, tuple(notes))
