@@ -140,6 +140,21 @@ def test_a_run_with_auto_says_what_it_chose_and_searched(tmp_path, capsys):
     assert m["searched"] >= len(m["candidates"]) >= 1
     assert m["candidates"][0]["fits"] is True
     assert result.strategy == m["strategy"]
+    best = m["candidates"][0]
+    assert (m["regions_per_wafer"], m["balance"]) == (best["regions_per_wafer"],
+                                                      best["balance"])
+
+
+@pytest.mark.parametrize("mapping,k", [({"strategy": "pipeline"}, None),
+                                       ({"strategy": "sequential"}, None),
+                                       ({"strategy": "grouped", "regions_per_wafer": 3}, 3)])
+def test_regions_per_wafer_is_the_mapping_parameter(mapping, k):
+    """One meaning in every answer: the deployment's ``mapping.regions_per_wafer`` (a
+    pipeline's region count was given here, and null in the search's candidates)."""
+    dep = deployment(model=tiny_model(num_hidden_layers=4),
+                     hardware=tiny_hardware(rows=32, cols=32), mapping=mapping)
+    m = simulate(dep, with_performance=False, find_min_wafers=False).to_dict()["mapping"]
+    assert m["regions_per_wafer"] == k
 
 
 def test_plan_command(tmp_path, capsys):

@@ -157,7 +157,7 @@ def mapping_summary(dep: Deployment, plan: Plan, found: Any = None) -> dict[str,
     choice = plan.choice
     out: dict[str, Any] = {
         "strategy": plan.strategy,
-        "regions_per_wafer": max(len({s.region for s in wp.stages}) for wp in plan.wafers),
+        "regions_per_wafer": choice.regions_per_wafer,
         "balance": choice.balance,
         "searched": 1,
     }
