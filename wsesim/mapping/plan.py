@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
-from typing import Literal
+from typing import Any, Literal, Mapping
 
 import numpy as np
 import numpy.typing as npt
@@ -257,7 +257,13 @@ class Choice:
             return stages
         return max(1, min(stages, self.regions_per_wafer or 1))
 
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> "Choice":
+        """The choice an answer's ``mapping``, a search candidate or a plan row names."""
+        return cls(row["strategy"], row.get("regions_per_wafer"), row.get("balance", "bytes"))
+
     def describe(self) -> str:
+        """The strategy in words (``grouped, 4 regions per wafer``)."""
         if self.strategy == "grouped":
             return f"grouped, {self.regions_per_wafer} regions per wafer"
         return self.strategy
