@@ -23,7 +23,7 @@ from wsesim.fit import WaferSearch, fewest_wafers_bound, fullest_pe_bounds, plan
 from wsesim.mapping.plan import Choice, Plan, max_wafers
 from wsesim.memory import fullest_pe_bytes
 from wsesim.perf.model import PerformanceModel, max_tokens_per_cycle
-from wsesim.planner.space import LADDER, Built, PlanMaker, choices, stages_per_wafer
+from wsesim.planner.space import Built, PlanMaker, choices, stages_per_wafer
 from wsesim.specs import Deployment
 
 FINALISTS = 8      # candidates that fit decided by the simulation (with the classics)
