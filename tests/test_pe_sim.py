@@ -324,7 +324,8 @@ def test_the_engine_charges_each_vector_instruction_issue_and_dependent_latency(
     """A dependent instruction over n elements holds the PE for max(latency, n / rate)
     after its issue: with rate 4, issue 4 and latency 2, five instructions of 3
     elements cost 5 x (4 + 2), five of 40 cost 5 x (4 + 10)."""
-    pe = PECompute(rate=4, op_cycles=4, latency=2, elementwise={})
+    pe = PECompute(rate=4, op_cycles=4, latency=2, elementwise={},
+                   dequant_costs=load_hardware("wse2").kernel.dequant)
     for length, cycles in ((3, 30), (40, 70), (0, 0)):
         run = Net(1, 1, PARAMS, compute=pe).run({0: [op_instr(5, length)]})
         assert run.cycles == cycles

@@ -240,7 +240,7 @@ def _format_costs(args: argparse.Namespace) -> tuple[list[dict], str, int, int]:
     rows = []
     for name, fmt in PRESETS.items():
         ops = ops_per_weight(fmt, k, n)
-        cycles = float(pe.dequant(fmt, k * n, n).dequant)
+        cycles = float(pe.dequant(fmt, k, n).dequant)
         rows.append({"name": name, "format": fmt.describe(),
                      "description": PRESET_DESCRIPTIONS[name],
                      "bits_per_weight": fmt.bits_per_weight, "ops_per_weight": ops,

@@ -93,7 +93,7 @@ def local_products(pe: PECompute, tokens: Num, k: Num, n: Num,
     (input, output) over the tokens or one per (token, input) over the outputs. A
     stored weight block in ``fmt`` is dequantized each time it is read: once for the
     first kernel, once per token for the second."""
-    dq = Cost() if fmt is None else pe.dequant(fmt, k * n, n)
+    dq = Cost() if fmt is None else pe.dequant(fmt, k, n)
     return cheapest(pe.gemm(tokens, k, n) + dq, (pe.gemv(k, n) + dq) * tokens)
 
 
@@ -271,7 +271,7 @@ def meshgemm_cost(kn: Kernels, rows: int, cols: int, m: int, k: int, n: int,
     steps, mt, kt, nt = meshgemm_tiles(rows, cols, m, k, n)
     compute = kn.pe.gemm(mt, kt, nt)
     if tb is not None:
-        compute = compute + kn.pe.dequant(tb.fmt, kt * nt, nt)
+        compute = compute + kn.pe.dequant(tb.fmt, kt, nt)
     step = _mesh_step(kn, compute, mt * kt, kt * nt)
     skew = _shift(kn, mt * kt) + Cost(overhead=kn.mesh_step)   # the left tiles only
     return step * steps + skew * math.ceil(steps / 2)
