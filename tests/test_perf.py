@@ -352,7 +352,7 @@ def test_mlp_stage_by_hand():
     pe = PECompute(rate=4, op_cycles=3, latency=0, elementwise={"rsqrt": 6, "silu": 10},
                    dequant_costs=DEQUANT)
     kn = Kernels(FAB, pe, act_bytes=2, algorithm="chain", groups=None, attention_heads=2,
-                 strategy="pipeline", prompt_tokens=1)
+                 prompt_tokens=1)
     norm = 8 + (211 + 2) + 19.5 + 8         # squares+sum, allreduce of 1 value, rsqrt, scale
     gate_up = (64 / 4 + 4 * 3) + (211 + 32)  # 4 inputs x 16 outputs, allreduce of 16
     silu = (10 * 8 / 4 + 10 * 3) + (8 / 4 + 3)

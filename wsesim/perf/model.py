@@ -255,7 +255,6 @@ def build_model(plan: Plan, coster: StageCoster = closed_form_costs,
     if not prefill:
         chunk_tokens, chunk_ends = chunk_tokens[:0], chunk_ends[:0]
     notes = []
-    shared = [replace(kn, strategy="sequential"), replace(kn, strategy="pipeline")]
     if any(len(g) > 1 for wp in plan.wafers for g in region_groups(wp.stages)) \
             and wl.batch_size > 1:
         notes.append("a region that holds several stages serves one sequence's token at a "
@@ -269,8 +268,8 @@ def build_model(plan: Plan, coster: StageCoster = closed_form_costs,
         r = stage.region
         key = (id(stage.content), r.rows, r.cols, alone)
         if key not in cache:
-            cache[key] = coster(shared[alone], stage, decode_contexts, chunk_tokens,
-                                chunk_ends)
+            cache[key] = coster(replace(kn, shares_region=not alone), stage,
+                                decode_contexts, chunk_tokens, chunk_ends)
         return cache[key]
 
     segments = []

@@ -88,7 +88,7 @@ def pe_stage_costs(kn: Kernels, stage: Any, contexts: np.ndarray,
                 prefill_parts[i] = one * float(last)
             continue
         groups: dict[str, list[int]] = {"chunk": list(idx)}
-        if kn.strategy == "sequential" and content.part in ("attention", "mlp"):
+        if kn.shares_region and content.part in ("attention", "mlp"):
             groups = {}   # by the kernel the closed form picks for each chunk
             for i in idx:
                 kernel = sequential_prefill(kn, content, rows, cols, t, int(ends[i]))[0]
