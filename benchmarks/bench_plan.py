@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+from wsesim.mapping.plan import Choice
+
 ROOT = Path(__file__).resolve().parent.parent
 AUTO = ROOT / "examples" / "llama-3.1-405b-w3.5-6x-wse3-auto.yaml"
 
@@ -28,16 +30,13 @@ def main() -> None:
     mapping = json.loads(out)["mapping"]
     print(f"wsesim run {AUTO.name}: {seconds:.1f} s wall (target < 10 s); "
           f"{mapping['searched']} candidates rated, {len(mapping['candidates'])} decided "
-          f"exactly; chose {mapping['strategy']}"
-          + (f" with {mapping['regions_per_wafer']} regions per wafer"
-             if mapping["strategy"] == "grouped" else ""))
+          f"exactly; chose {Choice.from_row(mapping).describe()}")
     seconds, out = wall(["plan", str(AUTO), "--wafers", "4-8", "--format", "json"])
     rows = json.loads(out)["plans"]
     print(f"wsesim plan --wafers 4-8: {seconds:.1f} s wall (target < 60 s); "
           f"{sum(r['searched'] for r in rows)} candidates rated over {len(rows)} counts")
     for r in rows:
-        print(f"  {r['wafers']} wafers: fits {r['fits']}, {r['strategy']}"
-              f"{'' if r['regions_per_wafer'] is None else ' ' + str(r['regions_per_wafer'])}"
+        print(f"  {r['wafers']} wafers: fits {r['fits']}, {Choice.from_row(r).describe()}"
               f", {r['tokens_per_s_per_user']:.1f} tokens/s per user")
 
 

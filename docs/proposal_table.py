@@ -31,9 +31,7 @@ def rows(path: str, counts: int) -> list[str]:
     out = []
     for wafers in range(fewest, fewest + counts):
         best = search(dep, wafers).best
-        plan = best.choice.strategy + (f", {best.choice.regions_per_wafer} regions per wafer"
-                                       if best.choice.strategy == "grouped" else "")
-        out.append(f"| {dep.model.name} | {wafers} | {plan} | "
+        out.append(f"| {dep.model.name} | {wafers} | {best.choice.describe()} | "
                    f"{best.rates()[0]:,.1f} | {best.max_pe_bytes:,} | "
                    f"{_fixed(dep, wafers, 'pipeline')} | {_fixed(dep, wafers, 'sequential')} |")
     return out

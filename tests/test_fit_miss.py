@@ -62,13 +62,13 @@ def test_no_count_is_planned_twice(monkeypatch):
     """The miss reuses the plans (and the requested count's ledger) of the search: at
     most one count more than the search tried is planned, and none twice."""
     planned: list[int] = []
-    real = fit.make_plan
+    real = fit.requested_plan
 
     def counting(dep, wafers):
         planned.append(wafers)
         return real(dep, wafers)
-    monkeypatch.setattr(fit, "make_plan", counting)
-    monkeypatch.setattr(run, "make_plan", counting)
+    monkeypatch.setattr(fit, "requested_plan", counting)
+    monkeypatch.setattr(run, "requested_plan", counting)
     # counts below the bound planned for the miss only, above it by the search; one
     # where nothing fits; the requested count below, at or above the fewest
     for grid, sram, wafers in ((12, 24576, 1), (10, 24576, 3), (10, 24576, "auto"),
@@ -99,13 +99,13 @@ def test_a_count_that_cannot_be_planned_gets_a_lower_bound(monkeypatch):
                      quantization="fp16", mapping={"strategy": "pipeline"})
     search = fit.search_wafers(dep)
     assert search.wafers == fit.fewest_wafers_bound(dep) == 3 and 2 not in search.plans
-    real = fit.make_plan
+    real = fit.requested_plan
 
     def refuse_two(d, wafers):
         if wafers == 2:
             raise KeyedError("mapping.grid", "too small a grid")
         return real(d, wafers)
-    monkeypatch.setattr(fit, "make_plan", refuse_two)
+    monkeypatch.setattr(fit, "requested_plan", refuse_two)
     miss = search.miss()
     assert miss is not None and miss.wafers == 2 and not miss.exact
     assert miss.fullest_pe is None and "at least" in miss.summary

@@ -68,11 +68,24 @@ def test_wheel_holds_every_shipped_file(installed: Path) -> None:
     (wheel,) = (installed.parent / "wheel").glob("wsesim-*.whl")
     members = zipfile.ZipFile(wheel).namelist()
     for kind, folder in _SHIPPED.items():
-        expected = _names(folder())
-        assert expected, f"the checkout has no {kind}"
-        shipped = {Path(m).stem for m in members
-                   if m.startswith(f"wsesim/data/{kind}/") and m.endswith(".yaml")}
-        assert shipped == expected, kind
+        assert _names(folder()), f"the checkout has no {kind}"
+    data = ROOT / "wsesim" / "data"
+    expected = {str(p.relative_to(ROOT)) for p in data.rglob("*.yaml")}
+    assert {m for m in members if m.startswith("wsesim/data/")} == expected
+
+
+def test_package_data_globs_match_every_data_file() -> None:
+    """Every file under wsesim/data is shipped: pyproject's package-data globs match it
+    (the calibration folder was missed: an installed copy had no leave-one-out)."""
+    tomllib = pytest.importorskip("tomllib")
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    package = ROOT / "wsesim"
+    matched = {p for pattern in config["tool"]["setuptools"]["package-data"]["wsesim"]
+               for p in package.glob(pattern)}
+    files = {p for p in (package / "data").rglob("*") if p.is_file()
+             and "__pycache__" not in p.parts}
+    assert files and files <= matched, sorted(str(p.relative_to(package))
+                                              for p in files - matched)
 
 
 def test_installed_copy_is_the_one_run(installed: Path) -> None:
@@ -102,6 +115,8 @@ def test_installed_validates_every_case(installed: Path) -> None:
     rows = data if isinstance(data, list) else next(
         v for v in data.values() if isinstance(v, list))
     assert {r["name"] for r in rows} == _names(validation_dir())
+    # the calibrated profiles' leave-one-out constants are shipped too
+    assert all(r["loo_error"] is not None for r in rows if r["metric"] == "cycles")
 
 
 @pytest.mark.parametrize("command", ["models", "profiles", "validate"])

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from wsesim.calibrate import _set_in_yaml, calibrate, constant_value
 from wsesim.cli import main
+from wsesim.errors import SpecError
 from wsesim.perf.kernels import closed_form
 from wsesim.specs import load_hardware
 from wsesim.specs.hardware import HardwareProfile
@@ -180,7 +181,7 @@ def test_the_profiles_hold_their_fitted_constants():
 def test_with_constants_sets_dotted_paths_and_refuses_unknown_ones():
     hw = with_constants(HW, {"kernel.fabric_call_cycles": 7, "macs_per_cycle.fp16": 9})
     assert (hw.kernel.fabric_call_cycles, hw.macs_per_cycle["fp16"]) == (7, 9)
-    with pytest.raises(KeyError):
+    with pytest.raises(SpecError, match="kernel.no_such_cycles: not a constant"):
         with_constants(HW, {"kernel.no_such_cycles": 1})
 
 
@@ -201,11 +202,49 @@ def test_validate_shows_the_leave_one_out_error(capsys):
     assert "leave-one-out" in out and "wse3-decode-p420" in out
     case = Path("validation/wse3-decode-p420.yaml")
     from wsesim.validate import leave_one_out_constants, load_case
-    loo = leave_one_out_constants("wse3")["wse3-decode-p420"]
+    loo = with_constants(load_hardware("wse3"),
+                         leave_one_out_constants("wse3")["wse3-decode-p420"])
     held_out = predict(load_case(case), loo)
     fitted = predict(load_case(case))
     assert held_out != fitted and math.isfinite(held_out)
-    assert np.isclose(held_out, predict(load_case(case), loo))
+
+
+CASE = "wse3-meshgemv-p240-m4320"
+
+
+@pytest.mark.parametrize("loo,key,words", [
+    ({CASE: 5}, f"leave_one_out.{CASE}", "dictionary"),
+    ({CASE: {"kernel.no_such_cycles": 1}}, f"leave_one_out.{CASE}.kernel.no_such_cycles",
+     "not a constant of hardware profile wse3"),
+    ({CASE: {"kernel.fabric_call_cycles.x": 1}},
+     f"leave_one_out.{CASE}.kernel.fabric_call_cycles.x", "not a constant"),
+    ({CASE: {"kernel.fabric_call_cycles": "abc"}},
+     f"leave_one_out.{CASE}.kernel.fabric_call_cycles", "number"),
+    ({CASE: {"kernel.fabric_call_cycles": -5}},
+     f"leave_one_out.{CASE}.kernel.fabric_call_cycles", "greater than or equal to 0"),
+    ({CASE: {"kernel.fabric_call_cycles": 1e9}},
+     f"leave_one_out.{CASE}.kernel.fabric_call_cycles", "at most"),
+    ({CASE: {"macs_per_cycle.fp16": 0}}, f"leave_one_out.{CASE}.macs_per_cycle.fp16",
+     "greater than 0"),
+])
+def test_a_bad_leave_one_out_file_is_one_located_line(tmp_path, monkeypatch, capsys, loo,
+                                                      key, words):
+    """A calibration file of one's own (under WSESIM_HOME) whose leave-one-out constants
+    are not a profile's constants, or not numbers it accepts."""
+    from wsesim.paths import PACKAGE_DIR
+    data = PACKAGE_DIR / "data"
+    for kind in ("models", "hardware_profiles"):
+        (tmp_path / kind).symlink_to(data / kind)
+    (tmp_path / "validation" / "calibration").mkdir(parents=True)
+    (tmp_path / "validation" / f"{CASE}.yaml").write_text(
+        (data / "validation" / f"{CASE}.yaml").read_text())
+    bad = tmp_path / "validation" / "calibration" / "wse3.yaml"
+    bad.write_text(yaml.safe_dump({"profile": "wse3", "leave_one_out": loo}))
+    monkeypatch.setenv("WSESIM_HOME", str(tmp_path))
+    assert main(["validate"]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {bad}: {key}: "), lines
+    assert words in lines[0]
 
 
 def test_the_readme_validation_table_is_current():

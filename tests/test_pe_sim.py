@@ -194,6 +194,21 @@ def test_a_later_prefill_chunk_attends_to_more_tokens():
     assert float(pe_cost.total) == pytest.approx(float(last.total), rel=TOL)
 
 
+def test_a_sliding_window_caps_attention_at_the_pe_level_too():
+    """The PE-level attention reads the window's tokens as the closed form does, for a
+    decode stage, a layer and a prefill chunk by MeshGEMM."""
+    kn, plan = P.kernels_for("wse2", 8, 8, hidden=512, context=512)
+    kn = replace(kn, window=64)
+    att, mlp = plan.wafers[0].stages[1].content, plan.wafers[0].stages[2].content
+    agree(P.stage(kn, att, 8, 8, 512), tol=0.02)
+    agree(P.layer(kn, att, mlp, 8, 8, 512), tol=0.02)
+    pe_cost, _ = P.mesh_prefill(kn, att, 8, 8, 128, 512)
+    closed = attention_prefill_meshgemm(kn, att, 8, 8, 128, 512)
+    assert float(pe_cost.total) == pytest.approx(float(closed.total), rel=TOL)
+    assert float(pe_cost.total) < float(P.mesh_prefill(replace(kn, window=None), att,
+                                                        8, 8, 128, 512)[0].total)
+
+
 def test_deployment_ttft_tile_vs_pe_with_meshgemm_prefill():
     common = {"model": tiny_model(), "hardware": tiny_hardware(8, 8),
               "workload": {"batch_size": 1, "prompt_tokens": 256, "output_tokens": 8},
@@ -309,7 +324,8 @@ def test_the_engine_charges_each_vector_instruction_issue_and_dependent_latency(
     """A dependent instruction over n elements holds the PE for max(latency, n / rate)
     after its issue: with rate 4, issue 4 and latency 2, five instructions of 3
     elements cost 5 x (4 + 2), five of 40 cost 5 x (4 + 10)."""
-    pe = PECompute(rate=4, op_cycles=4, latency=2, elementwise={})
+    pe = PECompute(rate=4, op_cycles=4, latency=2, elementwise={},
+                   dequant_costs=load_hardware("wse2").kernel.dequant)
     for length, cycles in ((3, 30), (40, 70), (0, 0)):
         run = Net(1, 1, PARAMS, compute=pe).run({0: [op_instr(5, length)]})
         assert run.cycles == cycles

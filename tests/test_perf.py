@@ -36,6 +36,10 @@ FAB = Fabric(hop=1, ramp=2, turn=0, add=1, link_bytes=4, call=10, library_call=1
              interwafer_bytes_per_cycle=100, interwafer_latency_cycles=1000)
 
 
+DEQUANT = DequantCosts(shift_cycles=1, logic_cycles=1, convert_cycles=1, fma_cycles=1,
+                       scalar_cycles=1, int16_lanes=4, fp16_lanes=4)
+
+
 def total(c: Cost) -> float:
     return float(np.asarray(c.total))
 
@@ -86,14 +90,15 @@ def test_allreduce_of_one_pe_is_free():
 def test_pe_compute_by_hand():
     # 4 multiply-accumulates per cycle, 3 cycles to issue, a dependent instruction done no
     # sooner than 5 cycles after the previous
-    pe = PECompute(rate=4, op_cycles=3, latency=5, elementwise={"exp": 6})
+    pe = PECompute(rate=4, op_cycles=3, latency=5, elementwise={"exp": 6},
+                   dequant_costs=DEQUANT)
     assert total(pe.vector(40, 2)) == 2 * (3 + 40 / 4)        # long: streams
     assert total(pe.vector(8, 2)) == 2 * (3 + 5)              # short: waits its latency
     assert total(pe.gemv(5, 8)) == 5 * (3 + 5)                # one instruction per input
     assert total(pe.gemv(5, 80)) == 5 * (3 + 80 / 4)
     assert total(pe.gemm(6, 5, 8)) == 5 * 8 * (3 + 5)         # one per (input, output)
     assert total(pe.gemm(60, 5, 8)) == 5 * 8 * (3 + 60 / 4)
-    assert total(pe.dequant(preset("fp16"), 100)) == 0   # used as stored
+    assert total(pe.dequant(preset("fp16"), 10, 10)) == 0   # used as stored
 
 
 def test_a_weight_block_is_dequantized_each_time_it_is_read():
@@ -344,9 +349,10 @@ def test_mlp_stage_by_hand():
     dep = deployment(model=tiny_model(hidden_size=8, intermediate_size=16,
                                       num_attention_heads=2, num_key_value_heads=2))
     content = next(s for s in make_plan(dep, 1).stages if s.part == "mlp").content
-    pe = PECompute(rate=4, op_cycles=3, latency=0, elementwise={"rsqrt": 6, "silu": 10})
+    pe = PECompute(rate=4, op_cycles=3, latency=0, elementwise={"rsqrt": 6, "silu": 10},
+                   dequant_costs=DEQUANT)
     kn = Kernels(FAB, pe, act_bytes=2, algorithm="chain", groups=None, attention_heads=2,
-                 strategy="pipeline", prompt_tokens=1)
+                 prompt_tokens=1)
     norm = 8 + (211 + 2) + 19.5 + 8         # squares+sum, allreduce of 1 value, rsqrt, scale
     gate_up = (64 / 4 + 4 * 3) + (211 + 32)  # 4 inputs x 16 outputs, allreduce of 16
     silu = (10 * 8 / 4 + 10 * 3) + (8 / 4 + 3)

@@ -140,6 +140,21 @@ def test_a_run_with_auto_says_what_it_chose_and_searched(tmp_path, capsys):
     assert m["searched"] >= len(m["candidates"]) >= 1
     assert m["candidates"][0]["fits"] is True
     assert result.strategy == m["strategy"]
+    best = m["candidates"][0]
+    assert (m["regions_per_wafer"], m["balance"]) == (best["regions_per_wafer"],
+                                                      best["balance"])
+
+
+@pytest.mark.parametrize("mapping,k", [({"strategy": "pipeline"}, None),
+                                       ({"strategy": "sequential"}, None),
+                                       ({"strategy": "grouped", "regions_per_wafer": 3}, 3)])
+def test_regions_per_wafer_is_the_mapping_parameter(mapping, k):
+    """One meaning in every answer: the deployment's ``mapping.regions_per_wafer`` (a
+    pipeline's region count was given here, and null in the search's candidates)."""
+    dep = deployment(model=tiny_model(num_hidden_layers=4),
+                     hardware=tiny_hardware(rows=32, cols=32), mapping=mapping)
+    m = simulate(dep, with_performance=False, find_min_wafers=False).to_dict()["mapping"]
+    assert m["regions_per_wafer"] == k
 
 
 def test_plan_command(tmp_path, capsys):
@@ -220,3 +235,48 @@ def test_a_sweep_takes_strategy_auto_at_every_point(tmp_path):
     assert all(r["strategy"] in ("pipeline", "sequential", "grouped") for r in rows)
     brute = simulate(tight(6200, layers=6, wafers="auto")).wafers
     assert {r["min_wafers"] for r in rows if r["workload.batch_size"] == 1} == {brute}
+
+
+def test_each_stage_of_a_grouped_plan_gets_its_own_regions_busy_fraction():
+    """Regions holding several stages: each stage is listed once, with its region's
+    busy fraction (every region's fraction went to every stage of the wafer)."""
+    dep = tight(49152, 4, layers=4, rows=32, cols=32)
+    plan = make_plan(dep, 1, Choice("grouped", 3))
+    perf, _, run = simulate_performance(plan, True)
+    busy = {b["stage"]: b["busy"] for b in perf["stage_busy"]}
+    assert len(perf["stage_busy"]) == len(busy) == len(plan.stages)
+    regions = {}
+    for s in plan.stages:
+        regions.setdefault(s.region, []).append(s.index)
+    fractions = [f for slot, f in run.busy_fraction() if slot.stages]
+    assert len(regions) == len(fractions) == 3
+    for indices, fraction in zip(regions.values(), fractions):
+        assert [busy[i] for i in indices] == [fraction] * len(indices)
+
+
+def _classic(balance: str, layers: int = 7, wafers: int | str = 3, batch: int = 32):
+    return deployment(model=tiny_model(num_hidden_layers=layers, vocab_size=8000),
+                      hardware=tiny_hardware(rows=32, cols=32), wafers=wafers,
+                      workload={"batch_size": batch, "prompt_tokens": 16,
+                                "output_tokens": 16},
+                      mapping={"strategy": "pipeline", "balance": balance})
+
+
+def test_a_time_balanced_pipeline_is_cut_by_time():
+    """``balance: time`` re-cuts a pipeline's layer ranges across wafers by the stages'
+    decode times (the big vocabulary weighs on bytes, not on time), and says so: its
+    slowest element is quicker, so a full pipeline (32 sequences) runs faster."""
+    runs = {b: simulate(_classic(b), find_min_wafers=False) for b in ("bytes", "time")}
+    by_bytes, by_time = runs["bytes"], runs["time"]
+    assert [w.layers for w in by_time.plan.wafers] != [w.layers for w in by_bytes.plan.wafers]
+    assert by_time.to_dict()["mapping"]["balance"] == "time"
+    assert by_bytes.to_dict()["mapping"]["balance"] == "bytes"
+    assert by_time.performance["tokens_per_s"] > by_bytes.performance["tokens_per_s"]
+    assert by_time.performance["closed_form"]["max_tokens_per_s"] > \
+        by_bytes.performance["closed_form"]["max_tokens_per_s"]
+
+
+def test_a_time_balance_that_does_not_help_runs_and_reports_the_byte_plan():
+    result = simulate(_classic("time", layers=6, wafers=2, batch=8), find_min_wafers=False)
+    assert result.to_dict()["mapping"]["balance"] == "bytes"
+    assert any("balance: time" in n for n in result.notes)

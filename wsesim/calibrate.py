@@ -23,7 +23,15 @@ import yaml
 
 from wsesim.paths import profiles_dir
 from wsesim.specs import HardwareProfile
-from wsesim.validate import Case, calibration_file, find_cases, load_case, predict
+from wsesim.validate import (
+    Case,
+    calibration_file,
+    constant_slot,
+    find_cases,
+    load_case,
+    predict,
+    with_constants,
+)
 
 RELATIVE_STEP = 1e-3     # of a constant's value, for the numerical Jacobian
 TOLERANCE = 1e-7         # relative change of the objective at which a fit stops
@@ -41,14 +49,13 @@ class Fit:
 
 def constant_value(hw: HardwareProfile, path: str) -> float:
     """The value of a dotted-path constant of a profile."""
-    node = hw.model_dump()
-    for part in path.split("."):
-        node = node[part]
-    return float(node)
+    node, key = constant_slot(hw.model_dump(), path)
+    return float(node[key])
 
 
 def relative_errors(cases: Sequence[Case], values: dict[str, float]) -> np.ndarray:
-    return np.array([predict(c, values) / c.spec.measured - 1 for c in cases])
+    return np.array([predict(c, with_constants(c.hardware, values)) / c.spec.measured - 1
+                     for c in cases])
 
 
 def least_squares_fit(cases: Sequence[Case], start: dict[str, float],

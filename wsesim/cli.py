@@ -60,6 +60,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 def _cmd_plan(args: argparse.Namespace) -> int:
     import json
 
+    from wsesim.mapping.plan import Choice
     from wsesim.planner.table import plan_rows, wafer_range
     from wsesim.specs import load_deployment
 
@@ -83,8 +84,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
                     "fullest PE B", "searched"):
             t.add_column(col, justify="left" if col == "plan" else "right")
         for r in rows:
-            plan = r["strategy"] + (f", {r['regions_per_wafer']} regions per wafer"
-                                    if r["strategy"] == "grouped" else "")
+            plan = Choice.from_row(r).describe()
             t.add_row(str(r["wafers"]), "yes" if r["fits"] else "NO", plan,
                       f"{r['tokens_per_s_per_user']:,.1f}", f"{r['tokens_per_s']:,.1f}",
                       "" if r["max_pe_bytes"] is None else f"{r['max_pe_bytes']:,}",
@@ -240,7 +240,7 @@ def _format_costs(args: argparse.Namespace) -> tuple[list[dict], str, int, int]:
     rows = []
     for name, fmt in PRESETS.items():
         ops = ops_per_weight(fmt, k, n)
-        cycles = float(pe.dequant(fmt, k * n, n).dequant)
+        cycles = float(pe.dequant(fmt, k, n).dequant)
         rows.append({"name": name, "format": fmt.describe(),
                      "description": PRESET_DESCRIPTIONS[name],
                      "bits_per_weight": fmt.bits_per_weight, "ops_per_weight": ops,

@@ -1,10 +1,10 @@
 """Fit questions: does a plan fit, and on how few wafers would a deployment fit."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from wsesim.errors import KeyedError
-from wsesim.mapping.plan import Plan, make_plan, max_wafers, stage_units
+from wsesim.mapping.plan import Choice, Plan, make_plan, max_wafers, stage_units
 from wsesim.memory import MemoryLedger, build_ledger, fullest_pe_bytes
 from wsesim.result import FullestPESummary, MinWafersDetail
 from wsesim.specs import Deployment
@@ -36,6 +36,22 @@ def plan_fits(plan: Plan) -> bool:
     if low > sram:
         return False
     return fullest_pe_bytes(plan) <= sram
+
+
+def requested_plan(dep: Deployment, wafers: int) -> Plan:
+    """The plan ``dep``'s mapping asks for on ``wafers`` wafers: cut by bytes, or with
+    ``balance: time`` re-cut by the stages' decode times as the planner does (the byte
+    plan, noted, when no re-cut makes the slowest region quicker)."""
+    choice = Choice.of(dep)
+    if choice.balance == "bytes":
+        return make_plan(dep, wafers, choice)
+    from wsesim.planner.space import PlanMaker   # the planner imports this module
+    plan = PlanMaker(dep, wafers).build(choice).plan
+    if plan.choice.balance != "time":
+        plan = replace(plan, notes=(*plan.notes, "balance: time: no re-cut by the stages' "
+                                    "decode times made the slowest region quicker; the "
+                                    "byte-balanced plan runs"))
+    return plan
 
 
 def _stored_bytes(dep: Deployment) -> int:
@@ -75,7 +91,7 @@ class WaferSearch:
             plan = self.plans.get(n)
             if plan is None:
                 try:
-                    plan = make_plan(self.dep, n)
+                    plan = requested_plan(self.dep, n)
                 except (KeyedError, ValueError):
                     return _bound_miss(self.dep, n)
             ledger = build_ledger(plan)
@@ -118,7 +134,7 @@ def search_wafers(dep: Deployment, known: dict[int, Plan] | None = None) -> Wafe
     last = max_wafers(dep)
     for wafers in range(fewest_wafers_bound(dep), last + 1):
         if wafers not in known:
-            known[wafers] = make_plan(dep, wafers)
+            known[wafers] = requested_plan(dep, wafers)
         if plan_fits(known[wafers]):
             return WaferSearch(dep, wafers, wafers - 1 if wafers > 1 else None, known)
     return WaferSearch(dep, None, last, known)

@@ -81,15 +81,14 @@ def summarize(model: PerformanceModel, run: TileRun, fits: bool) -> dict[str, An
     ttft = float(np.mean([s.ttft for s in seqs])) / hz
     prefill_done = max(s.ttft for s in seqs) / hz
     busy, links = [], []
+    names = {s.index: s.name for s in model.plan.stages}
     for slot, fraction in run.busy_fraction():
         if slot.link is not None:
             if slot.link >= 0:
                 links.append(fraction)
-        elif slot.is_stage and slot.stage is not None:
-            busy.append({"stage": slot.stage, "name": slot.name, "busy": fraction})
-        elif slot.is_stage:  # sequential: the wafer's whole grid serves all its stages
-            for s in model.plan.wafers[slot.wafer].stages:
-                busy.append({"stage": s.index, "name": s.name, "busy": fraction})
+        else:   # a region's stages share its fraction (a path's none)
+            busy += [{"stage": i, "name": names[i], "busy": fraction}
+                     for i in slot.stages]
     out: dict[str, Any] = {
         "tokens_per_s_per_user": 1.0 / tpot,
         "tokens_per_s": aggregate,
@@ -173,21 +172,20 @@ def dequant_assumption(plan: Plan) -> str | None:
     if fmt.is_float:
         return None
     block = _largest_weight_block(plan)
-    ops = ops_per_weight(fmt, *block) if block else ops_per_weight(fmt)
+    assert block is not None   # every plan places the model's linear weights
+    inputs, outputs = block
+    ops = ops_per_weight(fmt, inputs, outputs)
     kinds = ", ".join(f"{ops[k]:.4g} {k}" for k in KINDS if ops[k])
-    where = (f"a block of {block[0]} inputs x {block[1]} outputs (the largest a PE holds)"
-             if block else "long rows")
-    text = (f"Dequantization of {fmt.describe()} weights: {sum(ops.values()):.4g} "
-            f"operations per weight ({kinds}) on {where}")
-    if block and block[0] * block[1]:
-        pe = PECompute.of(dep.hardware, dep.quantization.activations)
-        cycles = float(pe.dequant(fmt, block[0] * block[1], block[1]).dequant)
-        text += (f", {cycles / (block[0] * block[1]):.4g} cycles per weight with "
-                 f"{dep.hardware.name}'s per-instruction costs (kernel.dequant)")
-    return text + (", paid each time a weight is read (once per token in decode). "
-                   "DERIVED from the instruction sequence of the bit layout "
-                   "(wsesim/quant/dequant.py), NOT measured: sweep "
-                   "hardware.kernel.dequant.* before quoting tokens/s.")
+    pe = PECompute.of(dep.hardware, dep.quantization.activations)
+    cycles = float(pe.dequant(fmt, inputs, outputs).dequant)
+    return (f"Dequantization of {fmt.describe()} weights: {sum(ops.values()):.4g} "
+            f"operations per weight ({kinds}) on a block of {inputs} inputs x {outputs} "
+            f"outputs (the largest a PE holds), {cycles / (inputs * outputs):.4g} cycles "
+            f"per weight with {dep.hardware.name}'s per-instruction costs (kernel.dequant), "
+            "paid each time a weight is read (once per token in decode). "
+            "DERIVED from the instruction sequence of the bit layout "
+            "(wsesim/quant/dequant.py), NOT measured: sweep "
+            "hardware.kernel.dequant.* before quoting tokens/s.")
 
 
 def simulate_performance(plan: Plan, fits: bool, trace: bool = False

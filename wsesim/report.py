@@ -15,6 +15,7 @@ from rich.text import Text
 
 from wsesim import strict_json
 from wsesim.literal import markdown_literal, printable
+from wsesim.mapping.plan import Choice
 from wsesim.result import Result
 
 GB = 1e9
@@ -113,9 +114,7 @@ def _perf_rows(r: Result) -> list[tuple[str, str]]:
 def mapping_words(r: Result) -> str:
     """The mapping in words: the concrete strategy, its regions, how it was found."""
     m = r.mapping or {"strategy": r.strategy}
-    what = m["strategy"]
-    if what == "grouped":
-        what += f", {m['regions_per_wafer']} regions per wafer"
+    what = Choice.from_row(m).describe()
     if m.get("balance") == "time":
         what += ", balanced by time"
     if m.get("requested") == "auto":
@@ -132,8 +131,7 @@ def candidate_rows(r: Result) -> list[tuple[str, str, str, str, str]]:
     fullest PE, fits."""
     out = []
     for c in (r.mapping or {}).get("candidates", []):
-        plan = c["strategy"] + (f" ({c['regions_per_wafer']} regions per wafer)"
-                                if c["strategy"] == "grouped" else "")
+        plan = Choice.from_row(c).describe()
         if c["balance"] == "time":
             plan += ", by time"
         out.append((plan, f"{c['tokens_per_s_per_user']:,.1f}", f"{c['tokens_per_s']:,.1f}",

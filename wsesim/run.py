@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from wsesim.fit import search_wafers
-from wsesim.mapping.plan import Plan, make_plan, max_wafers
+from wsesim.fit import requested_plan, search_wafers
+from wsesim.mapping.plan import Plan, max_wafers
 from wsesim.memory import (
     CATEGORIES,
     FullestPE,
@@ -157,8 +157,8 @@ def mapping_summary(dep: Deployment, plan: Plan, found: Any = None) -> dict[str,
     choice = plan.choice
     out: dict[str, Any] = {
         "strategy": plan.strategy,
-        "regions_per_wafer": max(len({s.region for s in wp.stages}) for wp in plan.wafers),
-        "balance": choice.balance if choice else "bytes",
+        "regions_per_wafer": choice.regions_per_wafer,
+        "balance": choice.balance,
         "searched": 1,
     }
     if found is not None:
@@ -185,7 +185,7 @@ def simulate(dep: Deployment, with_performance: bool = True,
     notes = []
     searching = dep.mapping.strategy == "auto"
     known = {} if dep.wafers == "auto" or searching else {
-        dep.wafers: make_plan(dep, dep.wafers)}
+        dep.wafers: requested_plan(dep, dep.wafers)}
     search = fewest_wafers_search(dep, known) \
         if find_min_wafers or dep.wafers == "auto" else None
     min_wafers = search.wafers if search is not None else None
@@ -204,7 +204,7 @@ def simulate(dep: Deployment, with_performance: bool = True,
         notes += found.notes
     else:
         if wafers not in known:
-            known[wafers] = make_plan(dep, wafers)
+            known[wafers] = requested_plan(dep, wafers)
         plan = known[wafers]
     ledger = build_ledger(plan)
     memory = memory_summary(ledger)

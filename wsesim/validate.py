@@ -23,6 +23,7 @@ from wsesim.specs.yamlio import did_you_mean, read_mapping, validate
 
 Measured = number(0, 1e18, low_inclusive=False)   # finite and positive
 Tolerance = number(0, 100, low_inclusive=False)   # a fraction of the measured value
+Fitted = number(0, 1e18)   # a fitted constant: finite, >= 0 (the profile bounds it too)
 METRICS = ("tokens_per_s_per_user", "tokens_per_s", "time_per_output_token_s", "ttft_s",
            "prefill_tokens_per_s", "layer_time_s", "cycles")
 CALIBRATION_DIR = "calibration"
@@ -58,6 +59,19 @@ class CaseSpec(BaseModel):
             raise ValueError("metric cycles goes with a kernel case, the other metrics "
                              "with a deployment case")
         return self
+
+
+class CalibrationFile(BaseModel):
+    """``validation/calibration/<profile>.yaml``, as ``python -m wsesim.calibrate
+    --write`` writes it: per case, the constants fitted without it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    profile: str | None = None
+    fitted: dict[str, float] = {}
+    errors: dict[str, float] = {}
+    leave_one_out: dict[str, dict[str, Fitted]] = {}
+    leave_one_out_errors: dict[str, float] = {}
 
 
 @dataclass
@@ -143,29 +157,44 @@ def find_cases(names: list[str] | None = None) -> list[Path]:
     return out
 
 
-def with_constants(hw: HardwareProfile, values: Mapping[str, float]) -> HardwareProfile:
+def constant_slot(data: dict[str, Any], path: str) -> tuple[dict[str, Any], str]:
+    """The mapping of a profile's ``model_dump()`` that holds the number at dotted
+    ``path`` (``kernel.vector_op_cycles``, ``macs_per_cycle.fp16``), and its key; a
+    KeyError if there is no such number."""
+    node: Any = data
+    *parents, last = path.split(".")
+    for part in parents:
+        node = node.get(part) if isinstance(node, dict) else None
+    if not isinstance(node, dict) or last not in node or \
+            isinstance(node[last], (bool, str, dict, list)):
+        raise KeyError(path)
+    return node, last
+
+
+def with_constants(hw: HardwareProfile, values: Mapping[str, float],
+                   source: str | Path = "<constants>", prefix: str = "") -> HardwareProfile:
     """The profile with constants set by dotted path (``kernel.vector_op_cycles``,
-    ``macs_per_cycle.fp16``)."""
+    ``macs_per_cycle.fp16``); a constant it does not have, or a value it refuses, is a
+    SpecError of ``source`` at ``prefix.<path>``."""
     if not values:
         return hw
     data = hw.model_dump()
     for path, value in values.items():
-        node = data
-        *parents, last = path.split(".")
-        for part in parents:
-            node = node[part]
-        if last not in node:
-            raise KeyError(path)
-        node[last] = float(value)
-    return HardwareProfile.model_validate(data)
+        try:
+            node, last = constant_slot(data, path)
+        except KeyError:
+            raise SpecError(source, f"{prefix}.{path}" if prefix else path,
+                            f"not a constant of hardware profile {hw.name}") from None
+        node[last] = value
+    return validate(HardwareProfile, data, source, prefix)
 
 
-def predict(case: Case, values: Mapping[str, float] | None = None) -> float:
-    """The case's predicted metric, with the profile's constants set to ``values``."""
+def predict(case: Case, hardware: HardwareProfile | None = None) -> float:
+    """The case's predicted metric, on ``hardware`` (default: the case's own profile;
+    :func:`with_constants` makes one with other constants)."""
     target = case.target
-    if values:
-        hw = with_constants(target.hardware, values)
-        target = target.model_copy(update={"hardware": hw})
+    if hardware is not None:
+        target = target.model_copy(update={"hardware": hardware})
     if isinstance(target, KernelSpec):
         from wsesim.perf.kernels import kernel_cost
         return float(kernel_cost(target).total)
@@ -184,16 +213,21 @@ def leave_one_out_constants(profile: str) -> dict[str, dict[str, float]]:
     path = calibration_file(profile)
     if not path.is_file():
         return {}
-    data = read_mapping(path)
-    loo = data.get("leave_one_out") or {}
-    if not isinstance(loo, dict):
-        raise SpecError(path, "leave_one_out", "expected a mapping of case names")
-    return {str(k): dict(v) for k, v in loo.items()}
+    return validate(CalibrationFile, read_mapping(path), path).leave_one_out
 
 
-def run_case(case: Case, loo: Mapping[str, float] | None = None) -> CaseResult:
-    """The case's prediction, and with ``loo`` (constants fitted without it) its
-    leave-one-out prediction."""
+def held_out_hardware(case: Case, constants: Mapping[str, float], name: str
+                      ) -> HardwareProfile:
+    """The case's profile with the constants fitted without case ``name`` (its own
+    or its tile twin's), located in the calibration file if it refuses them."""
+    profile = case.hardware.name
+    return with_constants(case.hardware, constants, calibration_file(profile),
+                          f"leave_one_out.{name}")
+
+
+def run_case(case: Case, loo: HardwareProfile | None = None) -> CaseResult:
+    """The case's prediction, and with ``loo`` (its profile with the constants fitted
+    without it) its leave-one-out prediction."""
     predicted = predict(case)
     measured = case.spec.measured
     return CaseResult(case.name, case.spec.metric, measured, predicted,
@@ -202,30 +236,41 @@ def run_case(case: Case, loo: Mapping[str, float] | None = None) -> CaseResult:
                       predict(case, loo) if loo else None)
 
 
-def _tile_twin(case: Case, held_out: Mapping[str, Any]) -> str | None:
+def _tile_twin(case: Case, held_out: Mapping[str, Any], cases: list[Case]) -> str | None:
     """The tile-fidelity case of the same kernel measurement as a PE-fidelity case (PE
-    cases are left out of the fit: such a case is held out by holding out its twin)."""
+    cases are left out of the fit: such a case is held out by holding out its twin),
+    among ``cases``."""
     spec = case.target
     if not isinstance(spec, KernelSpec) or spec.fidelity != "pe":
         return None
     tile = spec.model_copy(update={"fidelity": "tile"})
-    for path in find_cases():
-        if path.stem in held_out and path.stem != case.name:
-            other = load_case(path)
-            if other.target == tile and other.spec.measured == case.spec.measured:
-                return other.name
-    return None
+    return next((other.name for other in cases
+                 if other.name in held_out and other.name != case.name
+                 and other.target == tile and other.spec.measured == case.spec.measured),
+                None)
+
+
+def _shipped_cases(loaded: list[Case]) -> list[Case]:
+    """Every case of ``validation/``, those in ``loaded`` not read again."""
+    by_path = {c.path.resolve(): c for c in loaded}
+    return [by_path.get(p.resolve()) or load_case(p) for p in find_cases()]
 
 
 def run_cases(cases: list[Case]) -> list[CaseResult]:
     """Every case, with its leave-one-out prediction where its profile keeps one (for
     a PE-fidelity kernel case: the constants fitted without its tile twin)."""
     loo: dict[str, dict[str, dict[str, float]]] = {}
+    shipped: list[Case] = []
     out = []
     for case in cases:
         profile = case.hardware.name
         if profile not in loo:
             loo[profile] = leave_one_out_constants(profile)
-        name = case.name if case.name in loo[profile] else _tile_twin(case, loo[profile])
-        out.append(run_case(case, loo[profile].get(name) if name else None))
+        held = loo[profile]
+        name = case.name if case.name in held else None
+        if name is None and held:
+            shipped = shipped or _shipped_cases(cases)
+            name = _tile_twin(case, held, shipped)
+        out.append(run_case(case, held_out_hardware(case, held[name], name)
+                            if name else None))
     return out

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
-from typing import Literal
+from typing import Any, Literal, Mapping
 
 import numpy as np
 import numpy.typing as npt
@@ -162,12 +162,12 @@ class WaferPlan:
 class Plan:
     deployment: Deployment
     wafers: tuple[WaferPlan, ...]
+    choice: Choice                  # what the plan was made with
     notes: tuple[str, ...] = ()
-    choice: "Choice | None" = None
 
     @property
     def strategy(self) -> str:
-        return self.choice.strategy if self.choice else self.deployment.mapping.strategy
+        return self.choice.strategy
 
     @property
     def stages(self) -> list[Stage]:
@@ -262,7 +262,13 @@ class Choice:
             return stages
         return max(1, min(stages, self.regions_per_wafer or 1))
 
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> "Choice":
+        """The choice an answer's ``mapping``, a search candidate or a plan row names."""
+        return cls(row["strategy"], row.get("regions_per_wafer"), row.get("balance", "bytes"))
+
     def describe(self) -> str:
+        """The strategy in words (``grouped, 4 regions per wafer``)."""
         if self.strategy == "grouped":
             return f"grouped, {self.regions_per_wafer} regions per wafer"
         return self.strategy
@@ -331,4 +337,4 @@ def make_plan(dep: Deployment, wafers: int, choice: Choice | None = None,
         placed = [dataclasses.replace(s, region=regions[b])
                   for b, block in enumerate(blocks) for s in (stages[i] for i in block)]
         wafer_plans.append(WaferPlan(w, tuple(placed)))
-    return Plan(dep, tuple(wafer_plans), tuple(notes), choice)
+    return Plan(dep, tuple(wafer_plans), choice, tuple(notes))

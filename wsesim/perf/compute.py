@@ -8,7 +8,7 @@ import numpy as np
 
 from wsesim.perf.cost import Cost, Num
 from wsesim.quant import QuantFormat
-from wsesim.quant.dequant import LANES, block_ops, ops_per_weight
+from wsesim.quant.dequant import LANES, block_ops
 from wsesim.specs import HardwareProfile
 from wsesim.specs.hardware import DequantCosts
 
@@ -26,7 +26,7 @@ class PECompute:
     op_cycles: float
     latency: float
     elementwise: dict[str, float]
-    dequant_costs: DequantCosts | None = None   # None: no quantized weights to price
+    dequant_costs: DequantCosts
 
     @classmethod
     def of(cls, hw: HardwareProfile, activations: QuantFormat) -> "PECompute":
@@ -69,35 +69,22 @@ class PECompute:
         pairs = np.asarray(inputs) * np.asarray(outputs)
         return self.instructions(np.where(np.asarray(rows) > 0, pairs, 0), rows)
 
-    def dequant(self, fmt: QuantFormat, weights: Num, outputs: Num | None = None) -> Cost:
-        """Turning a block of ``weights`` stored values into fp16 before use, by the
-        instruction sequence of :mod:`wsesim.quant.dequant` (derived, not measured).
-
-        ``outputs``: the block's outputs (``weights / outputs`` inputs): every step is a
-        vector instruction over the ``outputs`` weights of one input, paying the issue
-        cost and, as it uses the previous step's result, at least the dependent
-        latency; a scalar step costs ``scalar_cycles``. Without ``outputs`` (a caller
-        that does not know the block's shape) the long-row rates stream with no issue
-        cost: a lower bound. All of it is the ``dequant`` cause.
-        """
+    def dequant(self, fmt: QuantFormat, inputs: Num, outputs: Num) -> Cost:
+        """Turning a block of ``inputs`` x ``outputs`` stored weights into fp16 before
+        use, by the instruction sequence of :mod:`wsesim.quant.dequant` (derived, not
+        measured): every step is a vector instruction over the ``outputs`` weights of
+        one input, paying the issue cost and, as it uses the previous step's result, at
+        least the dependent latency; a scalar step costs ``scalar_cycles``. All of it is
+        the ``dequant`` cause."""
         if fmt.is_float:
             return Cost()
-        c = self.dequant_costs
-        if c is None:
-            raise ValueError(f"no dequantization costs to price {fmt.describe()} weights")
-        w = np.asarray(weights, dtype=float)
-        if outputs is None:
-            per_weight = sum(count * self._op_cycles(kind) for kind, count
-                             in ops_per_weight(fmt).items())
-            return Cost(dequant=w * per_weight)
         n = np.asarray(outputs, dtype=float)
-        k = np.rint(np.divide(w, n, out=np.zeros(np.broadcast(w, n).shape), where=n > 0))
-        ops = block_ops(fmt, k.astype(np.int64), n.astype(np.int64))
-        cycles = np.zeros(np.broadcast(w, n).shape)
+        ops = block_ops(fmt, np.asarray(inputs, dtype=np.int64), n.astype(np.int64))
+        cycles = np.zeros(np.broadcast(np.asarray(inputs), n).shape)
         for kind, count in ops.items():
             count = np.asarray(count, dtype=float)
             if LANES[kind] is None:
-                cycles = cycles + count * c.scalar_cycles
+                cycles = cycles + count * self.dequant_costs.scalar_cycles
                 continue
             # instructions over one input's `outputs` weights
             instructions = np.divide(count, n, out=np.zeros(cycles.shape), where=n > 0)
@@ -108,7 +95,6 @@ class PECompute:
     def _op_cycles(self, kind: str) -> float:
         """Cycles per value of one operation of ``kind`` (per SIMD op over its lanes)."""
         c = self.dequant_costs
-        assert c is not None
         per_op = getattr(c, f"{kind}_cycles")
         lanes = LANES[kind]
         return per_op if lanes is None else per_op / getattr(c, f"{lanes}_lanes")

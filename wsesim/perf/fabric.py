@@ -15,7 +15,7 @@ cycles per PE: that stage, its hop and the broadcast's hop back).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from functools import lru_cache
 
 import numpy as np
@@ -109,9 +109,9 @@ class Fabric:
             return Cost()
         if algorithm == "chain":
             wide = max(element_bytes, 4.0)
-            reduce = self.meet(n - 1, n - 1, 0, 0, elements, wide)
-            back = self.broadcast(n - 1, elements, wide)
-            return reduce + back + Cost(overhead=2 * self.library_call - back.overhead)
+            there_and_back = self.chain(n - 1, 1, elements, wide) + \
+                self.broadcast(n - 1, elements, wide)
+            return replace(there_and_back, overhead=2 * self.library_call)
         if algorithm == "tree":
             m = (n - 1) // 2
             root = self._binomial(m + 1, elements, element_bytes)

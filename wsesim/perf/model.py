@@ -32,7 +32,7 @@ class Element:
     decode step or prefill chunk."""
 
     name: str
-    stage: Stage | None
+    stages: tuple[Stage, ...]   # the stages its region runs (none: a path)
     decode: Cost            # per decode step (arrays)
     prefill: Cost           # per prefill chunk (arrays)
     delay_is_latency: bool = False  # a path: its latency is a delay, bandwidth occupies
@@ -260,7 +260,6 @@ def build_model(plan: Plan, coster: StageCoster = closed_form_costs,
     if not prefill:
         chunk_tokens, chunk_ends = chunk_tokens[:0], chunk_ends[:0]
     notes = []
-    shared = [replace(kn, strategy="sequential"), replace(kn, strategy="pipeline")]
     if any(len(g) > 1 for wp in plan.wafers for g in region_groups(wp.stages)) \
             and wl.batch_size > 1:
         notes.append("a region that holds several stages serves one sequence's token at a "
@@ -274,8 +273,8 @@ def build_model(plan: Plan, coster: StageCoster = closed_form_costs,
         r = stage.region
         key = (id(stage.content), r.rows, r.cols, alone)
         if key not in cache:
-            cache[key] = coster(shared[alone], stage, decode_contexts, chunk_tokens,
-                                chunk_ends)
+            cache[key] = coster(replace(kn, shares_region=not alone), stage,
+                                decode_contexts, chunk_tokens, chunk_ends)
         return cache[key]
 
     segments = []
@@ -291,7 +290,7 @@ def build_model(plan: Plan, coster: StageCoster = closed_form_costs,
                 path = Element(
                     f"path into {group[0].name}" if alone else
                     f"path into {group_name(group, wp.wafer, region.pes == rows * grid_cols)}",
-                    group[0], region_path(kn, prev, region, hidden, 1),
+                    (), region_path(kn, prev, region, hidden, 1),
                     region_path(kn, prev, region, hidden, chunk_tokens), delay_is_latency=True)
                 elements.append(path)
                 stage_decode.append((group[0], path.decode))
@@ -299,7 +298,7 @@ def build_model(plan: Plan, coster: StageCoster = closed_form_costs,
             elements.append(Element(
                 group[0].name if alone else
                 group_name(group, wp.wafer, region.pes == rows * grid_cols),
-                group[0] if alone else None,
+                tuple(group),
                 total_of([c[0] for c in priced]), total_of([c[1] for c in priced])))
             prev = region
         segments.append(Segment(wp.wafer, elements))

@@ -35,30 +35,30 @@ class Kernels:
     algorithm: str
     groups: int | None
     attention_heads: int
-    strategy: str
     prompt_tokens: int
     mesh_step: float = 0.0      # MeshGEMM: hand-off between two Cannon steps
     route_switch: float = 0.0   # re-routing a region's reductions to its other axis
     window: int | None = None   # sliding window: tokens attended to at most
+    shares_region: bool = False  # the stage runs one after others on its region
 
     @classmethod
     def of(cls, dep: Deployment) -> "Kernels":
         hw, q = dep.hardware, dep.quantization
         return cls.for_hardware(hw, q.activations, dep.mapping.allreduce,
                                 dep.mapping.allreduce_groups,
-                                dep.model.num_attention_heads, dep.mapping.strategy,
+                                dep.model.num_attention_heads,
                                 dep.workload.prompt_tokens, dep.model.attention_window)
 
     @classmethod
     def for_hardware(cls, hw: HardwareProfile, activations: QuantFormat,
                      algorithm: str = "auto", groups: int | None = None,
-                     attention_heads: int = 1, strategy: str = "sequential",
-                     prompt_tokens: int = 1, window: int | None = None) -> "Kernels":
+                     attention_heads: int = 1, prompt_tokens: int = 1,
+                     window: int | None = None) -> "Kernels":
         """The kernels of one hardware profile, outside any deployment (a kernel
         measurement, a single operation)."""
         k = hw.kernel
         return cls(Fabric.of(hw), PECompute.of(hw, activations), activations.bits / 8,
-                   algorithm, groups, attention_heads, strategy, prompt_tokens,
+                   algorithm, groups, attention_heads, prompt_tokens,
                    k.mesh_step_cycles, k.route_switch_cycles, window)
 
     def attended(self, context: Num) -> Num:
@@ -93,7 +93,7 @@ def local_products(pe: PECompute, tokens: Num, k: Num, n: Num,
     (input, output) over the tokens or one per (token, input) over the outputs. A
     stored weight block in ``fmt`` is dequantized each time it is read: once for the
     first kernel, once per token for the second."""
-    dq = Cost() if fmt is None else pe.dequant(fmt, k * n, n)
+    dq = Cost() if fmt is None else pe.dequant(fmt, k, n)
     return cheapest(pe.gemm(tokens, k, n) + dq, (pe.gemv(k, n) + dq) * tokens)
 
 
@@ -271,7 +271,7 @@ def meshgemm_cost(kn: Kernels, rows: int, cols: int, m: int, k: int, n: int,
     steps, mt, kt, nt = meshgemm_tiles(rows, cols, m, k, n)
     compute = kn.pe.gemm(mt, kt, nt)
     if tb is not None:
-        compute = compute + kn.pe.dequant(tb.fmt, kt * nt, nt)
+        compute = compute + kn.pe.dequant(tb.fmt, kt, nt)
     step = _mesh_step(kn, compute, mt * kt, kt * nt)
     skew = _shift(kn, mt * kt) + Cost(overhead=kn.mesh_step)   # the left tiles only
     return step * steps + skew * math.ceil(steps / 2)
@@ -347,7 +347,7 @@ def prefill_cost(kn: Kernels, content: StageContent, rows: int, cols: int, token
     """
     if content.part == "lm_head":
         return lm_head_cost(kn, content, rows, cols, 1) * needs_logits(kn, context)
-    if kn.strategy == "sequential" and content.part in ("attention", "mlp"):
+    if kn.shares_region and content.part in ("attention", "mlp"):
         return sequential_prefill(kn, content, rows, cols, tokens, context)[1]
     return stage_cost(kn, content, rows, cols, context, tokens)
 

@@ -23,7 +23,7 @@ from wsesim.fit import WaferSearch, fewest_wafers_bound, fullest_pe_bounds, plan
 from wsesim.mapping.plan import Choice, Plan, max_wafers
 from wsesim.memory import fullest_pe_bytes
 from wsesim.perf.model import PerformanceModel, max_tokens_per_cycle
-from wsesim.planner.space import LADDER, Built, PlanMaker, choices, stages_per_wafer
+from wsesim.planner.space import Built, PlanMaker, choices, stages_per_wafer
 from wsesim.specs import Deployment
 
 FINALISTS = 8      # candidates that fit decided by the simulation (with the classics)
@@ -234,7 +234,8 @@ def _fit_boundary(maker: PlanMaker, rated: list[Candidate], balance: str, most: 
 def fewest_wafers_any(dep: Deployment) -> WaferSearch:
     """The fewest wafers on which SOME plan the search considers fits (``wafers`` None
     if none does up to one unit per wafer), and on the count below it the plan that
-    comes closest to fitting (how far it misses is the answer's detail)."""
+    comes closest to fitting (how far it misses is the answer's detail). Each choice is
+    tried cut by bytes (the cut that holds the fewest on its fullest block)."""
     sram = dep.hardware.pe_sram_bytes
     closest: dict[int, Plan] = {}
     last = max_wafers(dep)
@@ -242,7 +243,7 @@ def fewest_wafers_any(dep: Deployment) -> WaferSearch:
         maker = PlanMaker(dep, wafers)
         most = stages_per_wafer(maker.units[0], wafers)
         plans = []
-        for choice in choices(most):
+        for choice in (c for c in choices(most) if c.balance == "bytes"):
             try:
                 plan = maker.make(choice)
             except (ValueError, KeyedError):

@@ -4,11 +4,9 @@ they make, time-balanced ones refined from the stages' own costs."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 
-from wsesim.errors import KeyedError
 from wsesim.mapping.plan import Choice, Plan, Stage, make_plan, stage_units
 from wsesim.perf.model import PerformanceModel, build_model
 from wsesim.specs import Deployment
@@ -106,11 +104,3 @@ def stage_times(built: Built) -> list[float]:
     for stage, cost in built.model.stage_decode:
         out[order[id(stage)]] += float(np.mean(cost.total))
     return [max(t, 1e-9) for t in out]
-
-
-def iter_built(maker: PlanMaker, picks: list[Choice]) -> Iterator[Built]:
-    for choice in picks:
-        try:
-            yield maker.build(choice)
-        except (ValueError, KeyedError):   # more regions than the grid can lay out
-            continue

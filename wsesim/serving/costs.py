@@ -109,8 +109,8 @@ class BatchCosts:
         self.plan = plan
         self.window = window
         kn = Kernels.of(dep)
-        self._kernels = {True: replace(kn, strategy="pipeline"),
-                         False: replace(kn, strategy="sequential")}
+        self._kernels = {alone: replace(kn, shares_region=not alone)
+                         for alone in (True, False)}
         self._kn = kn
         self._hidden = dep.model.hidden_size
         self._grid_cols = dep.grid_shape[1]

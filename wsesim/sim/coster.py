@@ -58,10 +58,9 @@ def pe_stage_costs(kn: Kernels, stage: Any, contexts: np.ndarray,
     runs: dict[int, NetRun] = {}
 
     def at(ctx: int, tokens: int = 1) -> Cost:
-        ctx = int(kn.attended(ctx))   # a sliding window caps the tokens attention reads
         key = (int(ctx) if content.part == "attention" else 0, int(tokens))
         if key not in cache:
-            run = programs.simulate_stage(kn, content, rows, cols, key[0] or int(ctx), tokens)
+            run = programs.simulate_stage(kn, content, rows, cols, int(ctx), tokens)
             cache[key] = run.cost
             if tokens == 1:
                 runs[key[0]] = run
@@ -89,7 +88,7 @@ def pe_stage_costs(kn: Kernels, stage: Any, contexts: np.ndarray,
                 prefill_parts[i] = one * float(last)
             continue
         groups: dict[str, list[int]] = {"chunk": list(idx)}
-        if kn.strategy == "sequential" and content.part in ("attention", "mlp"):
+        if kn.shares_region and content.part in ("attention", "mlp"):
             groups = {}   # by the kernel the closed form picks for each chunk
             for i in idx:
                 kernel = sequential_prefill(kn, content, rows, cols, t, int(ends[i]))[0]
@@ -100,7 +99,7 @@ def pe_stage_costs(kn: Kernels, stage: Any, contexts: np.ndarray,
                     key = ("mesh", t, end if attention else 0)
                     if key not in cache:
                         cache[key] = programs.mesh_prefill(kn, content, rows, cols, t,
-                                                           int(kn.attended(end)))[0]
+                                                           end)[0]
                     return cache[key]
                 return at(end) * t if kernel == "token by token" else at(end, t)
             got = sampled(ends[members], cost_at)

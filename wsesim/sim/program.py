@@ -306,7 +306,7 @@ class Program:
         kn = self.kn
         wa, wb = int(self.wavelets(mt * kt)), int(self.wavelets(kt * nt))
         product = op_instr(kt * nt, mt)
-        dq = kn.pe.dequant(fmt, kt * nt, nt) if fmt is not None else Cost()
+        dq = kn.pe.dequant(fmt, kt, nt) if fmt is not None else Cost()
         dequant = op_work(dq.compute, dq.dequant, dq.overhead)
         row_next, col_next = ring_next(area.cols), ring_next(area.rows)
         skew = math.ceil(rounds / 2)

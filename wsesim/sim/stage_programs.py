@@ -86,7 +86,7 @@ class StageProgram:
         heads = kn.attention_heads
         heads_per_col = math.ceil(heads / C)
         cols_per_head = math.ceil(C / heads)
-        local = split_units(int(context), R)[:, None].astype(float)
+        local = split_units(int(kn.attended(context)), R)[:, None].astype(float)
         scores = local * heads_per_col * t
         kv = content.kv
         self.norm(h)
@@ -155,6 +155,7 @@ class StageProgram:
         ``wsesim.perf.stages.attention_prefill_meshgemm`` composes it, every product a
         MeshGEMM of ``rounds`` steps (max(rows, cols) in the kernel)."""
         pe, R, C, tokens = self.pe, self.R, self.C, self.tokens
+        context = int(self.kn.attended(context))
         q, o = find_tensor(content, "q_proj"), find_tensor(content, "o_proj")
         steps = max(R, C)
         mt = math.ceil(tokens / R)

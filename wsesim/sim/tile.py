@@ -42,8 +42,7 @@ class Slot:
 
     name: str
     wafer: int | None
-    stage: int | None      # stage index; None for links, the way back, sequential wafers
-    is_stage: bool         # a stage's own region (not a path into it)
+    stages: tuple[int, ...]  # indices of the stages its region runs (none: a path, a link)
     link: int | None = None  # inter-wafer link index (-1: the token's way back)
 
 
@@ -80,17 +79,16 @@ class Pipeline:
             return out
 
         back_occupancy, back_delay = model.feedback_timing()
-        add(Slot("way back to the embeddings", None, None, False, -1),
+        add(Slot("way back to the embeddings", None, (), -1),
             {"decode": back_occupancy, "prefill": 0.0},
             {"decode": back_delay, "prefill": 0.0})
         for w, seg in enumerate(model.segments):
             if w > 0:
                 timing = {p: model.link_timing(p, w - 1) for p in PHASES}
-                add(Slot(f"link wafer {w - 1} -> {w}", None, None, False, w - 1),
+                add(Slot(f"link wafer {w - 1} -> {w}", None, (), w - 1),
                     {p: timing[p][0] for p in PHASES}, {p: timing[p][1] for p in PHASES})
             for e in seg.elements:
-                add(Slot(e.name, seg.wafer, e.stage.index if e.stage else None,
-                         not e.delay_is_latency),
+                add(Slot(e.name, seg.wafer, tuple(s.index for s in e.stages)),
                     {p: e.occupancy(p) for p in PHASES}, {p: e.delay(p) for p in PHASES})
         self.slots = slots
         self.service = {p: table(service[p], n[p]) for p in PHASES}
