@@ -87,7 +87,6 @@ def _length_kind(value: Any) -> str:
     return "Lognormal" if isinstance(value, (dict, Lognormal)) else "Fixed"
 
 
-# tags are capitalized so that a located error names the key, not the union member
 Lengths = Annotated[Union[Annotated[Tokens, Tag("Fixed")],
                           Annotated[Lognormal, Tag("Lognormal")]],
                     Discriminator(_length_kind)]
