@@ -171,7 +171,6 @@ import math  # noqa: E402
 import yaml  # noqa: E402
 from conftest import tiny_hardware, tiny_model  # noqa: E402
 
-from wsesim.quant.formats import MAX_GROUP_SIZE  # noqa: E402
 from wsesim.specs import bounds as B  # noqa: E402
 
 
@@ -239,7 +238,7 @@ INT_BOUNDS = {
     "hardware.vendor_pe_count": B.MAX_PE_COUNT,
     "hardware.colors": B.MAX_COLORS,
     "hardware.colors_reserved": B.MAX_COLORS,
-    "quantization.weights.group_size": MAX_GROUP_SIZE,
+    "quantization.weights.group_size": B.MAX_WIDTH,
 }
 # every other number, with the largest and (for rates) smallest value it may take
 FLOAT_BOUNDS = {
@@ -533,3 +532,14 @@ def test_numbers_in_exponent_form_are_numbers_and_quoted_numbers_are_not(tmp_pat
     assert read_mapping(path) == {"a": 1.1e9, "b": 1e9, "c": -2.5e-3, "d": "12"}
     bad = write(tmp_path, GOOD.replace("batch_size: 1", "batch_size: '1'"))
     assert_one_line(*run_cli(capsys, bad), bad, "workload.batch_size", "not the text")
+
+
+@pytest.mark.parametrize("key,text", [("bits", "4"), ("group_size", "128"),
+                                      ("scale_bits", "16"), ("zero_bits", "0")])
+def test_a_quoted_number_in_a_format_is_text_as_everywhere(key, text, tmp_path, capsys):
+    data = tiny_data()
+    data["quantization"]["weights"] = {"bits": 4, "group_size": 128, "scale_bits": 16,
+                                       key: text}
+    code, err = run_data(tmp_path, capsys, data)
+    assert_one_line(code, err, tmp_path / "dep.yaml", f"quantization.weights.{key}",
+                    f"expected a number, not the text '{text}'")

@@ -130,18 +130,17 @@ def _workers(text: str) -> int:
     return value
 
 
-MAX_BLOCK_SIDE = 1 << 20   # formats --cost: inputs or outputs of one PE's block
-
-
 def _positive_int(text: str) -> int:
-    """A whole number from 1 to ``MAX_BLOCK_SIDE``."""
+    """``formats --inputs/--outputs``: a whole number from 1 to the bound of a model's
+    width (``specs.bounds.MAX_WIDTH``), which a PE's block cannot exceed."""
+    from wsesim.specs.bounds import MAX_WIDTH
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if not 1 <= value <= MAX_BLOCK_SIDE:
+    if not 1 <= value <= MAX_WIDTH:
         raise argparse.ArgumentTypeError(f"expected a whole number from 1 to "
-                                         f"{MAX_BLOCK_SIDE:,}, got {text!r}")
+                                         f"{MAX_WIDTH:,}, got {text!r}")
     return value
 
 
