@@ -8,7 +8,15 @@ from pathlib import Path
 from typing import Sequence
 
 from wsesim import __version__
-from wsesim.errors import KeyedError, SpecError, SweepInterrupted, located, show_warning
+from wsesim.errors import (
+    MESSAGE_CHARS,
+    KeyedError,
+    SpecError,
+    SweepInterrupted,
+    escape,
+    located,
+    show_warning,
+)
 from wsesim.literal import printable
 
 BROKEN_PIPE_EXIT = 141   # 128 + SIGPIPE: what a shell reports for a reader that went away
@@ -291,8 +299,7 @@ class ArgumentsError(Exception):
         super().__init__(self.line())
 
     def line(self) -> str:
-        text = self.message.replace("\r", "\\r").replace("\n", "\\n")
-        return f"error: {self.command}: arguments: {text}"
+        return f"error: {self.command}: arguments: {escape(self.message, MESSAGE_CHARS)}"
 
 
 class _Parser(argparse.ArgumentParser):
