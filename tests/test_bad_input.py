@@ -94,6 +94,12 @@ KINDS = {
                                       "mapping.grid", "do not fit on 2 x 2"),
     # a union (a count or "auto"): located at the key, not at the member tried
     "zero wafers": ("wafers: 1", "wafers: 0", "wafers", "greater than 0"),
+    "allreduce groups on a chain": (
+        "", "mapping: {allreduce: chain, allreduce_groups: 4}\n", "mapping.allreduce_groups",
+        "only applies to allreduce: two-level or auto, not chain"),
+    "allreduce groups on a tree": (
+        "", "mapping: {allreduce: tree, allreduce_groups: 4}\n", "mapping.allreduce_groups",
+        "not tree"),
     "odd group for pairs": ("{weights: int4-g128}",
                             "{weights: {bits: 3.5, group_size: 7, scale_bits: 16}}",
                             "quantization.weights.group_size", "must be even"),

@@ -105,6 +105,9 @@ class MappingSpec(BaseModel):
         if self.strategy != "auto" and self.min_tokens_per_s_per_user is not None:
             raise KeyedError("mapping.min_tokens_per_s_per_user", "only applies to "
                              "strategy: auto (the search's floor)")
+        if self.allreduce in ("chain", "tree") and self.allreduce_groups is not None:
+            raise KeyedError("mapping.allreduce_groups", "only applies to allreduce: "
+                             f"two-level or auto, not {self.allreduce}")
         return self
 
 
