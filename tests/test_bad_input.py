@@ -84,8 +84,11 @@ KINDS = {
                         "no hardware profile named"),
     "missing required key": ("model: llama-3.1-8b\n", "", "model", "required"),
     "context shorter than the sequence": (
-        "output_tokens: 16}", "output_tokens: 16, context_length: 20}", "workload",
-        "shorter than"),
+        "output_tokens: 16}", "output_tokens: 16, context_length: 20}",
+        "workload.context_length", "20 is shorter than prompt_tokens + output_tokens = 32"),
+    "wafers neither a count nor auto": (
+        "wafers: 1", "wafers: autox", "wafers",
+        "expected a number of wafers or auto, not the text 'autox'"),
     "grid larger than the wafer": ("", "mapping: {grid: [2000, 10]}\n", "mapping.grid",
                                    "larger than"),
     "too many wafers": ("wafers: 1", "wafers: 99", "wafers", "more than the 34 units"),
