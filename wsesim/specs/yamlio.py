@@ -268,14 +268,19 @@ def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> Any:
     return current
 
 
-def did_you_mean(word: str, choices: list[str]) -> str:
-    """`` (did you mean 'x'?)`` for the choice closest to ``word`` (case aside), or
-    nothing."""
+def closest(word: str, choices: list[str]) -> str | None:
+    """The choice closest to ``word`` (case aside), if one is close."""
     if len(word) > 200:   # no key or name is that long: nothing is close
-        return ""
+        return None
     lowered = {c.lower(): c for c in reversed(choices)}   # the first of equal ones
     close = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)
-    return f" (did you mean '{lowered[close[0]]}'?)" if close else ""
+    return lowered[close[0]] if close else None
+
+
+def did_you_mean(word: str, choices: list[str]) -> str:
+    """`` (did you mean 'x'?)`` for the choice closest to ``word``, or nothing."""
+    close = closest(word, choices)
+    return f" (did you mean '{close}'?)" if close else ""
 
 
 # the names pydantic gives a union member that is no model: a type, a validator
