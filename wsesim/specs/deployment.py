@@ -157,7 +157,7 @@ class Deployment(BaseModel):
                 f"[{hw.grid_rows}, {hw.grid_cols}]",
             )
         m = self.model
-        units = m.num_hidden_layers + 2
+        units = m.wafer_units
         if self.wafers != "auto" and self.wafers > units:
             raise KeyedError("wafers", f"{self.wafers} is more than the {units} units "
                              "(embeddings, each layer, LM head) that wafers can split")
