@@ -84,8 +84,11 @@ KINDS = {
                         "no hardware profile named"),
     "missing required key": ("model: llama-3.1-8b\n", "", "model", "required"),
     "context shorter than the sequence": (
-        "output_tokens: 16}", "output_tokens: 16, context_length: 20}", "workload",
-        "shorter than"),
+        "output_tokens: 16}", "output_tokens: 16, context_length: 20}",
+        "workload.context_length", "20 is shorter than prompt_tokens + output_tokens = 32"),
+    "wafers neither a count nor auto": (
+        "wafers: 1", "wafers: autox", "wafers",
+        "expected a number of wafers or auto, not the text 'autox'"),
     "grid larger than the wafer": ("", "mapping: {grid: [2000, 10]}\n", "mapping.grid",
                                    "larger than"),
     "too many wafers": ("wafers: 1", "wafers: 99", "wafers", "more than the 34 units"),
@@ -94,6 +97,12 @@ KINDS = {
                                       "mapping.grid", "do not fit on 2 x 2"),
     # a union (a count or "auto"): located at the key, not at the member tried
     "zero wafers": ("wafers: 1", "wafers: 0", "wafers", "greater than 0"),
+    "allreduce groups on a chain": (
+        "", "mapping: {allreduce: chain, allreduce_groups: 4}\n", "mapping.allreduce_groups",
+        "only applies to allreduce: two-level or auto, not chain"),
+    "allreduce groups on a tree": (
+        "", "mapping: {allreduce: tree, allreduce_groups: 4}\n", "mapping.allreduce_groups",
+        "not tree"),
     "odd group for pairs": ("{weights: int4-g128}",
                             "{weights: {bits: 3.5, group_size: 7, scale_bits: 16}}",
                             "quantization.weights.group_size", "must be even"),
@@ -171,7 +180,6 @@ import math  # noqa: E402
 import yaml  # noqa: E402
 from conftest import tiny_hardware, tiny_model  # noqa: E402
 
-from wsesim.quant.formats import MAX_GROUP_SIZE  # noqa: E402
 from wsesim.specs import bounds as B  # noqa: E402
 
 
@@ -239,7 +247,7 @@ INT_BOUNDS = {
     "hardware.vendor_pe_count": B.MAX_PE_COUNT,
     "hardware.colors": B.MAX_COLORS,
     "hardware.colors_reserved": B.MAX_COLORS,
-    "quantization.weights.group_size": MAX_GROUP_SIZE,
+    "quantization.weights.group_size": B.MAX_WIDTH,
 }
 # every other number, with the largest and (for rates) smallest value it may take
 FLOAT_BOUNDS = {
@@ -533,3 +541,14 @@ def test_numbers_in_exponent_form_are_numbers_and_quoted_numbers_are_not(tmp_pat
     assert read_mapping(path) == {"a": 1.1e9, "b": 1e9, "c": -2.5e-3, "d": "12"}
     bad = write(tmp_path, GOOD.replace("batch_size: 1", "batch_size: '1'"))
     assert_one_line(*run_cli(capsys, bad), bad, "workload.batch_size", "not the text")
+
+
+@pytest.mark.parametrize("key,text", [("bits", "4"), ("group_size", "128"),
+                                      ("scale_bits", "16"), ("zero_bits", "0")])
+def test_a_quoted_number_in_a_format_is_text_as_everywhere(key, text, tmp_path, capsys):
+    data = tiny_data()
+    data["quantization"]["weights"] = {"bits": 4, "group_size": 128, "scale_bits": 16,
+                                       key: text}
+    code, err = run_data(tmp_path, capsys, data)
+    assert_one_line(code, err, tmp_path / "dep.yaml", f"quantization.weights.{key}",
+                    f"expected a number, not the text '{text}'")

@@ -235,3 +235,23 @@ def test_an_unwritable_path_with_a_newline_stays_one_line(tmp_path, capsys):
                  "--plots", str(taken)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: ") and "a\\nerror: forged" in err
+
+
+@pytest.mark.parametrize("argv,shown", [
+    (["run", "f.yaml", "\x1b]0;evil\x07"], "\\x1b]0;evil\\x07"),   # a terminal title, a bell
+    (["models", "\u202eevil"], "\\u202eevil"),                     # right-to-left override
+    (["run", "f.yaml", "a\tb"], "a\\tb"),
+])
+def test_an_argument_error_prints_no_control_character(capsys, argv, shown):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err[:-1].isprintable(), repr(err)
+    assert err.startswith(f"error: {argv[0]}: arguments: unrecognized arguments: {shown}")
+
+
+@pytest.mark.parametrize("argv", [["fabric-check"], ["fabric-check", "allreduce"],
+                                  ["fabric-check", "allreduce", "--grid", "8"]])
+def test_a_fabric_check_argument_error_is_returned_as_every_command_s(capsys, argv):
+    assert main(argv) == 2   # not SystemExit: main returns its code, as for run or sweep
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: fabric-check: arguments: ")

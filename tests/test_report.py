@@ -178,6 +178,18 @@ def test_markdown_has_the_workload_line(fits):
     assert f"- workload: {line}\n" in render_markdown(fits)
 
 
+def test_the_workload_line_says_the_kv_cache_a_sliding_window_holds():
+    r = simulate(deployment_from_mapping({
+        "name": "window", "model": tiny_model(model_type="mistral", sliding_window=16),
+        "hardware": tiny_hardware(12, 12), "wafers": 1, "quantization": "w3.5-g128",
+        "workload": {"batch_size": 1, "prompt_tokens": 16, "output_tokens": 8,
+                     "context_length": 40}}, "<test>"))
+    assert r.workload["kv_cache_tokens"] == 16 and r.workload["context_length"] == 40
+    words = "KV cache for 16 tokens per sequence (of a 40-token context)"
+    assert words in render_text(r, width=WIDE) and words in render_markdown(r)
+    assert any("the KV cache holds 16 tokens per sequence" in n for n in r.notes)
+
+
 # ---- the fewest wafers, and by how much the count below missed ------------------------
 
 def test_fewest_wafers_says_by_how_much_the_count_below_missed():

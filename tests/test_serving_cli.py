@@ -188,7 +188,9 @@ BAD_FILES = [
      "expected a number"),
     ("a.csv", "arrival_s,prompt_tokens,output_tokens\n0,1\n", "line 2", "values for"),
     ("a.csv", "arrival_s,prompt_tokens,output_tokens\n0,1,999999999\n",
-     "line 2.output_tokens", "131,072"),
+     "line 2.output_tokens", "from 1 to 32,768"),
+    ("a.csv", "arrival_s,prompt_tokens,output_tokens\n0,1,100000\n",
+     "line 2.output_tokens", "from 1 to 32,768"),   # the workload's bound
     ("a.jsonl", '{"arrival_s": 0, "prompt_tokens": 1, "output_tokens": 1}\n{oops\n',
      "line 2", "malformed JSON"),
     ("a.jsonl", "[1, 2, 3]\n", "line 1", "JSON object"),
@@ -245,29 +247,48 @@ BAD_SERVING = [
     ("{rate_per_s: abc}", "serving.rate_per_s", "expected a number"),
     ("{rate_per_s: .inf}", "serving.rate_per_s", "finite"),
     ("{rate_per_s: true}", "serving.rate_per_s", "expected a number"),
-    ("{rate_per_s: 1.0e+9}", "serving.rate_per_s", "less than or equal"),
+    ("{rate_per_s: 1.0e+9}", "serving.rate_per_s", "at most 1,000,000 requests/s"),
+    ("{rate_per_s: 1" + "0" * 400 + "}", "serving.rate_per_s", "valid number"),
+    ("{rate_per_s: 1.0e-300}", "serving.rate_per_s", "at least 0.001 requests/s"),
+    ('{rate_per_s: "12"}', "serving.rate_per_s", "not the text '12'"),
     ("{rate: 1}", "serving.rate", "unknown key"),
-    ("{rate_per_s: 1, requests: 0}", "serving.requests", "greater than or equal to 1"),
-    ("{rate_per_s: 1, requests: 1000000}", "serving.requests", "less than or equal"),
-    ("{rate_per_s: 1, requests: 2.5}", "serving.requests", "whole number"),
+    ("{rate_per_s: 1, requests: 0}", "serving.requests", "greater than 0"),
+    ("{rate_per_s: 1, requests: 1000000}", "serving.requests", "at most 100,000 requests"),
+    ("{rate_per_s: 1, requests: 2.5}", "serving.requests", "fractional part"),
+    ("{rate_per_s: 1, requests: 1" + "0" * 400 + "}", "serving.requests",
+     "at most 100,000 requests"),
     ("{rate_per_s: 1, arrivals: burst}", "serving.arrivals", "poisson"),
     ("{rate_per_s: 1, arrivals: gamma}", "serving.cv", "required with arrivals: gamma"),
     ("{rate_per_s: 1, cv: 2}", "serving.cv", "only applies to arrivals: gamma"),
     ("{rate_per_s: 1, arrivals: gamma, cv: 0}", "serving.cv", "greater than 0"),
+    ("{rate_per_s: 1, arrivals: gamma, cv: 1.0e-300}", "serving.cv",
+     "at least 0.001 (a bound of wsesim: below it the gaps are equal to within 0.1%"),
+    ("{rate_per_s: 1, arrivals: gamma, cv: 1" + "0" * 400 + "}", "serving.cv",
+     "valid number"),
     ("{rate_per_s: 1, seed: -1}", "serving.seed", "greater than or equal to 0"),
-    ("{rate_per_s: 1, seed: true}", "serving.seed", "whole number"),
+    ("{rate_per_s: 1, seed: true}", "serving.seed", "not a boolean"),
     ("{rate_per_s: 1, slo_tpot_s: -0.1}", "serving.slo_tpot_s", "greater than 0"),
     ("{rate_per_s: 1, slo_ttft_s: 0}", "serving.slo_ttft_s", "greater than 0"),
     ("{rate_per_s: 1, max_stage_batch: 0}", "serving.max_stage_batch", "greater than"),
-    ("{rate_per_s: 1, max_stage_batch: 100000}", "serving.max_stage_batch", "less than"),
+    ("{rate_per_s: 1, max_stage_batch: 100000}", "serving.max_stage_batch",
+     "at most 512 sequences"),
     ("{rate_per_s: 1, prefill_chunk_tokens: 0}", "serving.prefill_chunk_tokens",
      "greater than"),
     ("{rate_per_s: 1, kv_window_tokens: 0}", "serving.kv_window_tokens", "greater than"),
     ("{rate_per_s: 1, price_per_system_hour: -5}", "serving.price_per_system_hour",
      "greater than or equal to 0"),
     ("{rate_per_s: 1, prompt_tokens: 0}", "serving.prompt_tokens", "greater than"),
+    # the workload's bounds, and its words
+    ("{rate_per_s: 1, output_tokens: 100000}", "serving.output_tokens",
+     "must be at most 32,768 tokens (a bound of wsesim)"),
+    ("{rate_per_s: 1, prompt_tokens: 2000000}", "serving.prompt_tokens",
+     "must be at most 1,048,576 tokens (a bound of wsesim)"),
+    ("{rate_per_s: 1, output_tokens: {mean: 100, sigma: 1, max: 100000}}",
+     "serving.output_tokens.max", "must be at most 32,768 tokens"),
+    ("{rate_per_s: 1, output_tokens: {mean: 40000, sigma: 1}}",
+     "serving.output_tokens.mean", "must be at most 32,768 tokens"),
     ("{rate_per_s: 1, prompt_tokens: {mean: 100, sigma: 9}}", "serving.prompt_tokens.sigma",
-     "less than"),
+     "at most 4"),
     ("{rate_per_s: 1, output_tokens: {mean: 100, sigma: 1, max: 50}}",
      "serving.output_tokens", "outside"),
     ("{rate_per_s: 1, output_tokens: {mean: 100, sigma: 1, shape: 2}}",
@@ -290,7 +311,8 @@ def test_bad_serving_input_is_one_located_line(tmp_path, capsys, serving, key, w
 @pytest.mark.parametrize("flag,value,key", [
     ("--rate", "-1", "serving.rate_per_s"), ("--rate", "abc", "serving.rate_per_s"),
     ("--requests", "0", "serving.requests"), ("--seed", "x", "serving.seed"),
-    ("--slo-tpot", "-2", "serving.slo_tpot_s"), ("--slo-ttft", "nan", "serving.slo_ttft_s")])
+    ("--slo-tpot", "-2", "serving.slo_tpot_s"), ("--slo-ttft", "nan", "serving.slo_ttft_s"),
+    ("--rate", "1" + "0" * 400, "serving.rate_per_s"), ("--rate", "1e-300", "serving.rate_per_s")])
 def test_a_bad_flag_names_its_key_and_itself(tmp_path, capsys, flag, value, key):
     path = write(tmp_path, TINY + SERVING)
     line = one_line(capsys, ["serve", str(path), flag, value])
@@ -306,7 +328,7 @@ def test_run_also_refuses_a_bad_serving_section(tmp_path, capsys):
 def test_too_much_work_is_refused_before_it_starts(tmp_path, capsys):
     import time
     path = write(tmp_path, TINY + "serving: {rate_per_s: 1, requests: 100000, "
-                                  "output_tokens: 131072}\n")
+                                  "output_tokens: 32768}\n")
     start = time.perf_counter()
     line = one_line(capsys, ["serve", str(path)])
     assert time.perf_counter() - start < 10

@@ -51,3 +51,17 @@ def test_every_example_loads():
     for path in sorted(Path("examples").glob("*.yaml")):
         if "sweep" not in path.name:
             assert load_deployment(path).name == path.stem
+
+
+def test_each_package_imports_first_in_a_fresh_interpreter():
+    """wsesim.quant uses wsesim.specs.bounds, and wsesim.specs uses wsesim.quant: the
+    specs package imports its modules when their names are first used, so either
+    package can be imported first."""
+    import subprocess
+    import sys
+    for module in ("wsesim.quant", "wsesim.quant.formats", "wsesim.specs.bounds",
+                   "wsesim.specs"):
+        proc = subprocess.run([sys.executable, "-c", f"import {module}; "
+                               "from wsesim.specs import Deployment, load_model"],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr

@@ -8,7 +8,15 @@ from pathlib import Path
 from typing import Sequence
 
 from wsesim import __version__
-from wsesim.errors import KeyedError, SpecError, SweepInterrupted, located, show_warning
+from wsesim.errors import (
+    MESSAGE_CHARS,
+    KeyedError,
+    SpecError,
+    SweepInterrupted,
+    escape,
+    located,
+    show_warning,
+)
 from wsesim.literal import printable
 
 BROKEN_PIPE_EXIT = 141   # 128 + SIGPIPE: what a shell reports for a reader that went away
@@ -130,18 +138,17 @@ def _workers(text: str) -> int:
     return value
 
 
-MAX_BLOCK_SIDE = 1 << 20   # formats --cost: inputs or outputs of one PE's block
-
-
 def _positive_int(text: str) -> int:
-    """A whole number from 1 to ``MAX_BLOCK_SIDE``."""
+    """``formats --inputs/--outputs``: a whole number from 1 to the bound of a model's
+    width (``specs.bounds.MAX_WIDTH``), which a PE's block cannot exceed."""
+    from wsesim.specs.bounds import MAX_WIDTH
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if not 1 <= value <= MAX_BLOCK_SIDE:
+    if not 1 <= value <= MAX_WIDTH:
         raise argparse.ArgumentTypeError(f"expected a whole number from 1 to "
-                                         f"{MAX_BLOCK_SIDE:,}, got {text!r}")
+                                         f"{MAX_WIDTH:,}, got {text!r}")
     return value
 
 
@@ -292,8 +299,7 @@ class ArgumentsError(Exception):
         super().__init__(self.line())
 
     def line(self) -> str:
-        text = self.message.replace("\r", "\\r").replace("\n", "\\n")
-        return f"error: {self.command}: arguments: {text}"
+        return f"error: {self.command}: arguments: {escape(self.message, MESSAGE_CHARS)}"
 
 
 class _Parser(argparse.ArgumentParser):

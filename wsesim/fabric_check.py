@@ -17,8 +17,7 @@ through every stage, as ``--strategy`` maps it).
 from __future__ import annotations
 
 import argparse
-import sys
-from typing import Any, NoReturn
+from typing import Any
 
 import numpy as np
 
@@ -64,11 +63,6 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--strategy", default="sequential",
                    help="model: sequential or pipeline")
     p.add_argument("--format", default="text", help="text or json")
-
-    def error(message: str) -> NoReturn:   # argparse's own errors, one line too
-        print(f"error: {SOURCE}: arguments: {message}", file=sys.stderr)
-        sys.exit(2)
-    p.error = error  # type: ignore[method-assign]
     p.set_defaults(func=main)
     return p
 

@@ -72,9 +72,13 @@ def waste_line(r: Result) -> str:
 
 
 def workload_words(r: Result) -> str:
+    """The workload, with the KV cache it holds (a sliding window holds less than the
+    context)."""
     w = r.workload
+    held, context = w["kv_cache_tokens"], w["context_length"]
+    of = f" (of a {context:,}-token context)" if held != context else ""
     return (f"batch {w['batch_size']}, prompt {w['prompt_tokens']}, output "
-            f"{w['output_tokens']}, KV cache for {w['context_length']} tokens per sequence")
+            f"{w['output_tokens']}, KV cache for {held:,} tokens per sequence{of}")
 
 
 def fewest_words(r: Result) -> str:

@@ -235,7 +235,7 @@ _FP16 = QuantFormat(bits=16)
 
 def max_wafers(dep: Deployment) -> int:
     """More wafers than units (embeddings, layers, head) would leave a wafer empty."""
-    return dep.model.num_hidden_layers + 2
+    return dep.model.wafer_units
 
 
 @dataclass(frozen=True)

@@ -16,13 +16,11 @@ from pydantic import ConfigDict, ValidationInfo, field_validator
 from pydantic.dataclasses import dataclass
 
 from wsesim.errors import shown
+from wsesim.specs.bounds import MAX_WIDTH, number_only
 
 ALLOWED_BITS: tuple[float, ...] = (32.0, 16.0, 8.0, 4.0, 3.5)
 ALLOWED_SCALE_BITS: tuple[int, ...] = (0, 16, 32)
 ALLOWED_ZERO_BITS: tuple[int, ...] = (0, 4, 8, 16)
-
-# a group is at most a whole row: the widest wsesim models (specs.bounds.MAX_WIDTH)
-MAX_GROUP_SIZE = 2**20
 
 _BITS_MSG = "bits must be one of 32, 16, 8, 4, 3.5"
 _BYTE_MSG = "packing 'byte' only applies to 3.5- and 4-bit formats"
@@ -31,12 +29,6 @@ _BYTE_MSG = "packing 'byte' only applies to 3.5- and 4-bit formats"
 def _fmt_bits(bits: float) -> str:
     """32.0 -> '32', 3.5 -> '3.5'."""
     return str(int(bits)) if float(bits).is_integer() else str(bits)
-
-
-def _reject_bool(value: Any) -> Any:
-    if isinstance(value, bool):
-        raise ValueError("expected a number, not a boolean")
-    return value
 
 
 @dataclass(frozen=True, config=ConfigDict(extra="forbid", validate_default=True))
@@ -67,8 +59,8 @@ class QuantFormat:
     # ----------------------------------------------------------------- validators
     @field_validator("bits", "group_size", "scale_bits", "zero_bits", mode="before")
     @classmethod
-    def _no_bools(cls, value: Any) -> Any:
-        return _reject_bool(value)
+    def _numbers_only(cls, value: Any) -> Any:
+        return number_only(value)
 
     @field_validator("bits")
     @classmethod
@@ -84,8 +76,8 @@ class QuantFormat:
             return value
         if value <= 0:
             raise ValueError(f"group_size must be positive, got {value}")
-        if value > MAX_GROUP_SIZE:
-            raise ValueError(f"group_size must be at most {MAX_GROUP_SIZE:,} (a bound of "
+        if value > MAX_WIDTH:   # a group is at most a whole row of the widest model
+            raise ValueError(f"group_size must be at most {MAX_WIDTH:,} (a bound of "
                              f"wsesim), got {shown(value)}")
         bits = info.data.get("bits")
         if bits in (32.0, 16.0):

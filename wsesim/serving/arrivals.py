@@ -18,16 +18,12 @@ from typing import Any, Callable
 import numpy as np
 
 from wsesim.errors import SpecError
-from wsesim.specs.serving import (
-    DEFAULT_REQUESTS,
-    MAX_REQUEST_TOKENS,
-    MAX_REQUESTS,
-    Lognormal,
-    ServingSpec,
-)
+from wsesim.specs.bounds import MAX_OUTPUT_TOKENS, MAX_PROMPT_TOKENS
+from wsesim.specs.serving import DEFAULT_REQUESTS, MAX_REQUESTS, Lognormal, ServingSpec
 
 MAX_ARRIVALS_FILE_BYTES = 64 * 2**20   # an arrivals file of MAX_REQUESTS rows is ~5 MB
 FILE_COLUMNS = ("arrival_s", "prompt_tokens", "output_tokens")
+MAX_TOKENS = {"prompt_tokens": MAX_PROMPT_TOKENS, "output_tokens": MAX_OUTPUT_TOKENS}
 
 
 def _poisson(rng: np.random.Generator, n: int, cv: float | None) -> np.ndarray:
@@ -141,7 +137,7 @@ def pattern(spec: ServingSpec, prompt_tokens: int, output_tokens: int,
 
 def _cell(path: Path, where: str, column: str, value: Any) -> float:
     """One value of an arrivals file, checked: times finite and not negative, lengths
-    whole numbers from 1 to MAX_REQUEST_TOKENS."""
+    whole numbers from 1 to the workload's bound (MAX_TOKENS)."""
     key = f"{where}.{column}"
     shown = repr(value)[:40]
     if isinstance(value, str):
@@ -161,9 +157,10 @@ def _cell(path: Path, where: str, column: str, value: Any) -> float:
         if value < 0:
             raise SpecError(path, key, f"an arrival time cannot be negative, got {shown}")
         return float(value)
-    if float(value) != int(value) or not 1 <= value <= MAX_REQUEST_TOKENS:
+    most = MAX_TOKENS[column]
+    if float(value) != int(value) or not 1 <= value <= most:
         raise SpecError(path, key, f"expected a whole number of tokens from 1 to "
-                                   f"{MAX_REQUEST_TOKENS:,}, got {shown}")
+                                   f"{most:,}, got {shown}")
     return float(value)
 
 

@@ -104,11 +104,11 @@ def _at_most(bound: int | float, unit: str) -> Any:
     return check
 
 
-def _at_least(bound: float, unit: str) -> Any:
+def _at_least(bound: float, unit: str, why: str) -> Any:
     def check(value: Any) -> Any:
         if value < bound:
-            raise ValueError(f"must be at least {_fmt(bound)}{unit} (a bound of wsesim: a "
-                             f"smaller value is not physical), got {shown(value)}")
+            raise ValueError(f"must be at least {_fmt(bound)}{unit} (a bound of wsesim: "
+                             f"{why}), got {shown(value)}")
         return value
     return check
 
@@ -121,15 +121,17 @@ def count(maximum: int, unit: str = "", minimum: int = 1) -> Any:
                      AfterValidator(_at_most(maximum, unit))]
 
 
-def number(low: float, high: float, unit: str = "", low_inclusive: bool = True) -> Any:
+def number(low: float, high: float, unit: str = "", low_inclusive: bool = True,
+           why: str = "a smaller value is not physical") -> Any:
     """A finite float in ``[low, high]`` (``(0, high]`` when ``low`` is 0 and not
-    inclusive), booleans refused."""
+    inclusive), booleans refused; ``why`` says why nothing below a positive ``low``
+    is taken."""
     parts: list[Any] = [BeforeValidator(number_only), Field(allow_inf_nan=False)]
     if low == 0:
         parts.append(Field(ge=0) if low_inclusive else Field(gt=0))
     else:
         parts.append(Field(gt=0))
-        parts.append(AfterValidator(_at_least(low, unit)))
+        parts.append(AfterValidator(_at_least(low, unit, why)))
     parts.append(AfterValidator(_at_most(high, unit)))
     return Annotated.__class_getitem__((float, *parts))  # type: ignore[attr-defined]
 

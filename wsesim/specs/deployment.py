@@ -3,11 +3,11 @@ what workload, mapped how, simulated at which fidelity."""
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, model_validator
 
-from wsesim.errors import KeyedError
+from wsesim.errors import KeyedError, shown
 from wsesim.specs.bounds import (
     MAX_ELEMENT_VISITS,
     MAX_LAYERS,
@@ -45,10 +45,10 @@ class WorkloadSpec(BaseModel):
     @model_validator(mode="after")
     def _context_holds_sequence(self) -> "WorkloadSpec":
         if self.context_length is not None and self.context_length < self.sequence_tokens:
-            raise ValueError(
-                f"context_length {self.context_length} is shorter than prompt_tokens + "
-                f"output_tokens = {self.sequence_tokens}"
-            )
+            raise KeyedError(
+                "workload.context_length",
+                f"{self.context_length} is shorter than prompt_tokens + output_tokens = "
+                f"{self.sequence_tokens}")
         return self
 
     @property
@@ -105,6 +105,9 @@ class MappingSpec(BaseModel):
         if self.strategy != "auto" and self.min_tokens_per_s_per_user is not None:
             raise KeyedError("mapping.min_tokens_per_s_per_user", "only applies to "
                              "strategy: auto (the search's floor)")
+        if self.allreduce in ("chain", "tree") and self.allreduce_groups is not None:
+            raise KeyedError("mapping.allreduce_groups", "only applies to allreduce: "
+                             f"two-level or auto, not {self.allreduce}")
         return self
 
 
@@ -132,6 +135,14 @@ class SimulationSpec(BaseModel):
         return None if one_region_per_wafer else DEFAULT_PREFILL_CHUNK_TOKENS
 
 
+def _wafers(value: Any) -> Any:
+    """A count or ``auto``: other text is neither, and a boolean is no count."""
+    if isinstance(value, str) and value != "auto":
+        raise ValueError(f"expected a number of wafers or auto, not the text "
+                         f"{shown(value)}")
+    return no_bool(value)
+
+
 class Deployment(BaseModel):
     """Everything wsesim needs to answer: does it fit, where, and how fast."""
 
@@ -140,7 +151,7 @@ class Deployment(BaseModel):
     name: str = "deployment"
     model: ModelSpec
     hardware: HardwareProfile
-    wafers: Annotated[Union[Wafers, Literal["auto"]], BeforeValidator(no_bool)] = "auto"
+    wafers: Annotated[Union[Wafers, Literal["auto"]], BeforeValidator(_wafers)] = "auto"
     quantization: QuantizationSpec = QuantizationSpec()
     workload: WorkloadSpec = WorkloadSpec()
     mapping: MappingSpec = MappingSpec()
@@ -158,7 +169,7 @@ class Deployment(BaseModel):
                 f"[{hw.grid_rows}, {hw.grid_cols}]",
             )
         m = self.model
-        units = m.num_hidden_layers + 2
+        units = m.wafer_units
         if self.wafers != "auto" and self.wafers > units:
             raise KeyedError("wafers", f"{self.wafers} is more than the {units} units "
                              "(embeddings, each layer, LM head) that wafers can split")

@@ -1,10 +1,9 @@
 """Resolve names to files and load validated specs; every failure is a located SpecError."""
 from __future__ import annotations
 
-import difflib
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from wsesim.errors import SpecError, escape, shown, warn
 from wsesim.paths import models_dir, profiles_dir, where_from
@@ -12,7 +11,7 @@ from wsesim.specs.deployment import Deployment
 from wsesim.specs.hardware import HardwareProfile
 from wsesim.specs.hf_keys import IGNORED_HF_KEYS, unmodelled
 from wsesim.specs.model import ModelSpec
-from wsesim.specs.yamlio import did_you_mean, read_mapping, validate
+from wsesim.specs.yamlio import closest, did_you_mean, read_mapping, validate
 
 
 def shipped(folder: Path) -> list[str]:
@@ -78,10 +77,10 @@ def model_from_hf_config(config: dict[str, Any], path: Path) -> ModelSpec:
     is dropped with one warning line (a :class:`wsesim.errors.SpecWarning`) naming them
     all, with a suggestion for a likely misspelling."""
     fields = set(ModelSpec.model_fields)
-    if "model_type" in config and config["model_type"] not in ("llama", "qwen2", "mistral"):
+    if "model_type" in config and config["model_type"] not in _MODEL_TYPES:
         raise SpecError(path, "model_type",
                         f"{shown(config['model_type'])} is not a LLaMA-family model "
-                        "(llama, qwen2, mistral)")
+                        f"({', '.join(_MODEL_TYPES)})")
     known = [k for k in config if k in fields or k in IGNORED_HF_KEYS or unmodelled(k)]
     unknown = [k for k in config if k not in known]
     if unknown:
@@ -94,6 +93,7 @@ def model_from_hf_config(config: dict[str, Any], path: Path) -> ModelSpec:
     return validate(ModelSpec, data, path)
 
 
+_MODEL_TYPES: tuple[str, ...] = get_args(ModelSpec.model_fields["model_type"].annotation)
 _NOT_HF = {"name", "source"}   # wsesim's own model keys, never in a config.json
 _SHOWN_UNKNOWN = 12
 
@@ -104,10 +104,9 @@ def _unknown_keys_message(keys: list[str], fields: list[str]) -> str:
     more = f" and {len(keys) - _SHOWN_UNKNOWN:,} more" if len(keys) > _SHOWN_UNKNOWN else ""
     hints = []
     for k in keys[:_SHOWN_UNKNOWN]:
-        close = difflib.get_close_matches(k, fields, n=1, cutoff=0.75) if len(k) < 200 \
-            else []
+        close = closest(k, fields)
         if close:
-            hints.append(f"'{close[0]}' for '{escape(k, 60)}'")
+            hints.append(f"'{close}' for '{escape(k, 60)}'")
     hint = f" (did you mean {', '.join(hints)}?)" if hints else ""
     return f"unknown keys ignored: {', '.join(shown_keys)}{more}{hint}"
 

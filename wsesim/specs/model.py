@@ -174,6 +174,12 @@ class ModelSpec(BaseModel):
         return self.num_attention_heads * self.head_size
 
     @property
+    def wafer_units(self) -> int:
+        """The parts a wafer boundary may not cut (the embeddings, each layer, the LM
+        head): the most wafers a deployment can be split over."""
+        return self.num_hidden_layers + 2
+
+    @property
     def kv_dim(self) -> int:
         return self.kv_heads * self.head_size
 

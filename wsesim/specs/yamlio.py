@@ -12,8 +12,9 @@ from __future__ import annotations
 import difflib
 import json
 import re
+from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -238,51 +239,84 @@ def _check_depth(data: Any, path: Path) -> None:
                 todo.append((v, depth + 1, f"{where}.{k}" if where else str(k)))
 
 
-def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    """The pydantic model class that owns the key at ``loc`` (for 'did you mean')."""
+def _fields(cls: Any) -> dict[str, Any] | None:
+    """The fields of a pydantic model or pydantic dataclass, or None for anything else."""
+    fields = getattr(cls, "__pydantic_fields__", None) if isinstance(cls, type) else None
+    return fields if isinstance(fields, dict) else None
+
+
+def _models_in(annotation: Any) -> list[Any]:
+    """The pydantic models (and dataclasses) in a field's annotation, through unions,
+    ``Optional`` and ``Annotated``."""
+    if _fields(annotation) is not None:
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models_in(arg)]
+
+
+def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> Any:
+    """The pydantic model (or dataclass) that owns the key at ``loc`` (for 'did you
+    mean'), or None when no single one does."""
     current: Any = model
     for part in loc:
-        fields = getattr(current, "model_fields", None) or getattr(
-            current, "__pydantic_fields__", None
-        )
-        if not isinstance(part, str) or fields is None or part not in fields:
+        fields = _fields(current) or {}
+        if not isinstance(part, str) or part not in fields:
             return None
-        annotation = fields[part].annotation
-        candidates = [annotation, *getattr(annotation, "__args__", ())]
-        current = next(
-            (c for c in candidates if isinstance(c, type) and (
-                issubclass(c, BaseModel) or hasattr(c, "__pydantic_fields__"))),
-            None,
-        )
-        if current is None:
+        models = _models_in(fields[part].annotation)
+        if len(models) != 1:
             return None
+        current = models[0]
     return current
 
 
-def _known_keys(owner: Any) -> list[str]:
-    fields = getattr(owner, "model_fields", None) or getattr(owner, "__pydantic_fields__", {})
-    return list(fields)
+def closest(word: str, choices: list[str]) -> str | None:
+    """The choice closest to ``word`` (case aside), if one is close."""
+    if len(word) > 200:   # no key or name is that long: nothing is close
+        return None
+    lowered = {c.lower(): c for c in reversed(choices)}   # the first of equal ones
+    close = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)
+    return lowered[close[0]] if close else None
 
 
 def did_you_mean(word: str, choices: list[str]) -> str:
     """`` (did you mean 'x'?)`` for the choice closest to ``word``, or nothing."""
-    if len(word) > 200:   # no key or name is that long: nothing is close
-        return ""
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+    close = closest(word, choices)
+    return f" (did you mean '{close}'?)" if close else ""
 
 
+# the names pydantic gives a union member that is no model: a type, a validator
 _TYPE_TAGS = {"int", "float", "str", "bool", "none"}
 _TAG_PREFIXES = ("function-", "constrained-", "literal[", "list[", "dict[", "tagged-union[",
                  "lax-or-strict[", "nullable[")
 
 
-def _is_schema_tag(part: Any) -> bool:
-    """A step pydantic adds to an error's location that is no key of the input: a
-    validator, or which member of a union (``wafers: 0`` is located at
-    ``wafers.constrained-int``) or model class was being tried."""
-    return isinstance(part, str) and (part in _TYPE_TAGS or part.startswith(_TAG_PREFIXES)
-                                      or part[:1].isupper())
+@lru_cache(maxsize=None)
+def _member_names(model: type[BaseModel]) -> frozenset[str]:
+    """The names pydantic gives the members of the unions in ``model``'s schema that are
+    models or tagged: the model classes and the tags."""
+    names: set[str] = set()
+    todo: list[Any] = [model.__pydantic_core_schema__]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, dict):
+            if node.get("type") in ("model", "dataclass"):
+                names.add(node["cls"].__name__)
+            elif node.get("type") == "tagged-union":
+                names.update(str(tag) for tag in node["choices"])
+            todo.extend(node.values())
+        elif isinstance(node, (list, tuple)):
+            todo.extend(node)
+    return frozenset(names)
+
+
+def _input_loc(loc: tuple[Any, ...], model: type[BaseModel],
+               extra: bool) -> tuple[Any, ...]:
+    """``loc`` without the steps pydantic adds that are no key of the input: which member
+    of a union was being tried (``wafers: 0`` is located at ``wafers.constrained-int``),
+    a model class or a tag. The last step of an unknown key is the key, whatever it is."""
+    names = _member_names(model)
+    inner, last = (loc[:-1], loc[-1:]) if extra else (loc, ())
+    return tuple(p for p in inner if not (isinstance(p, str) and (
+        p in _TYPE_TAGS or p.startswith(_TAG_PREFIXES) or p in names))) + last
 
 
 def spec_error_from(
@@ -290,16 +324,19 @@ def spec_error_from(
 ) -> SpecError:
     """The first pydantic error as a located one-line SpecError."""
     err = exc.errors(include_url=False)[0]
-    loc = tuple(p for p in err["loc"] if not _is_schema_tag(p))
+    kind = err["type"]
+    # a key no model (extra_forbidden) or dataclass (unexpected_keyword_argument) has
+    unknown = kind in ("extra_forbidden", "unexpected_keyword_argument")
+    loc = _input_loc(tuple(err["loc"]), model, unknown)
     key = ".".join(str(p) for p in loc)
     if prefix:
         key = f"{prefix}.{key}" if key else prefix
-    kind = err["type"]
-    if kind == "extra_forbidden":
+    if unknown:
         owner = _model_at(model, loc[:-1])
-        hint = did_you_mean(str(loc[-1]), _known_keys(owner)) if owner else ""
-        if owner:
-            hint = hint or f" (known keys: {', '.join(_known_keys(owner))})"
+        known = list(_fields(owner) or {})
+        hint = did_you_mean(str(loc[-1]), known)
+        if known:
+            hint = hint or f" (known keys: {', '.join(known)})"
         return SpecError(source, key, f"unknown key{hint}")
     if kind == "missing":
         return SpecError(source, key, "required key is missing")
