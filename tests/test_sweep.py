@@ -249,12 +249,14 @@ def test_malformed_yaml_and_bad_executor(tmp_path, capsys, monkeypatch):
         run_sweep(spec(), executor="dask://127.0.0.1:1")
 
 
-def test_workers_must_be_positive(tmp_path, capsys):
+@pytest.mark.parametrize("workers", ["0", "-3", "2.5", "x", "10000000", "9" * 5000])
+def test_workers_must_be_a_bounded_whole_number(tmp_path, capsys, workers):
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump(spec()))
-    assert main(["sweep", str(path), "--workers", "0"]) == 2
+    assert main(["sweep", str(path), "--workers", workers]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: sweep: arguments: ")
+    assert "expected a whole number from 1 to" in err
 
 
 def test_rows_to_dataframe(serial_rows):

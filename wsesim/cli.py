@@ -125,17 +125,16 @@ def _dask_address(text: str) -> str:
 
 def _workers(text: str) -> int:
     """``--workers``: a whole number from 1 to 4 per CPU of this machine."""
-    from wsesim.sweeps import max_workers
-    top = max_workers()
+    from wsesim.errors import SpecError
+    from wsesim.sweeps.executors import check_workers
     try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to {top}, "
-                                         f"got {text!r}") from None
-    if not 1 <= value <= top:
-        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to {top} (4 "
-                                         f"per CPU of this machine), got {text!r}")
-    return value
+        value: object = int(text)
+    except ValueError:   # not a whole number, or more digits than Python converts
+        value = text
+    try:
+        return check_workers(value)
+    except SpecError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
 
 
 def _positive_int(text: str) -> int:
