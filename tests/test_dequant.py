@@ -28,7 +28,7 @@ from wsesim.quant.dequant import (
     row_field_counts,
 )
 from wsesim.specs import load_hardware
-from wsesim.specs.hardware import DequantCosts
+from wsesim.specs.hardware import DequantCosts, HardwareProfile
 from wsesim.sweeps import load_sweep, run_sweep
 
 INT8 = QuantFormat(bits=8)
@@ -230,11 +230,60 @@ def test_blocks_as_arrays_price_each_block():
 
 
 # ----------------------------------------------------------------- profile keys
-def test_shipped_profiles_state_every_cost():
+def test_shipped_profiles_leave_the_lanes_to_the_fitted_fp16_rate():
+    # a copy of macs_per_cycle.fp16 would go stale when calibrate --write refits it
     for name in ("wse2", "wse3"):
         hw = load_hardware(name)
-        assert hw.kernel.dequant.fp16_lanes == hw.macs_per_cycle["fp16"]
-        assert hw.kernel.dequant.int16_lanes == hw.kernel.dequant.fp16_lanes
+        assert hw.kernel.dequant.fp16_lanes is None
+        assert hw.kernel.dequant.int16_lanes is None
+        costs = PECompute.of(hw, preset("fp16")).dequant_costs
+        assert costs.fp16_lanes == costs.int16_lanes == hw.macs_per_cycle["fp16"]
+
+
+def _tiny_pe(fp16: float, activation_bits: int = 16, **lanes: float | None) -> PECompute:
+    """PECompute.of a tiny profile whose fp16 rate is ``fp16``; ``lanes``: the
+    dequant lane counts it states (a key given as None is written as null)."""
+    raw = tiny_hardware(8, 8)
+    raw["macs_per_cycle"] = {"fp16": fp16, "fp32": 0.5}
+    dq = {k: v for k, v in raw["kernel"]["dequant"].items() if not k.endswith("_lanes")}
+    raw["kernel"]["dequant"] = {**dq, **lanes}
+    return PECompute.of(HardwareProfile.model_validate(raw),
+                        QuantFormat(bits=activation_bits))
+
+
+@pytest.mark.parametrize("written", [{}, {"int16_lanes": None, "fp16_lanes": None}])
+def test_absent_lanes_follow_the_fp16_rate(written):
+    explicit = {k: v for k, v in tiny_hardware()["kernel"]["dequant"].items()
+                if not k.endswith("_lanes")}
+    costs = []
+    for fp16 in (4.0, 8.0):
+        pe = _tiny_pe(fp16, **written)
+        got = float(pe.dequant(W35, 128, 256).dequant)
+        # the same as stating both lanes as the rate
+        stated = PECompute(pe.rate, pe.op_cycles, pe.latency, {}, DequantCosts(
+            **explicit, int16_lanes=fp16, fp16_lanes=fp16))
+        assert got == float(stated.dequant(W35, 128, 256).dequant)
+        costs.append(got)
+    assert costs[1] < costs[0]
+    # fp32 activations stream at the fp32 rate; the dequant lanes still follow fp16
+    assert float(_tiny_pe(8.0, 32, **written).dequant(W35, 128, 256).dequant) == costs[1]
+
+
+def test_stated_lanes_override_the_fp16_rate():
+    slow, fast = (_tiny_pe(fp16, int16_lanes=2, fp16_lanes=3) for fp16 in (4.0, 8.0))
+    assert slow.dequant_costs.int16_lanes == 2 and slow.dequant_costs.fp16_lanes == 3
+    assert float(slow.dequant(W35, 128, 256).dequant) == \
+        float(fast.dequant(W35, 128, 256).dequant)
+    # one stated, the other follows the rate
+    one = _tiny_pe(8.0, fp16_lanes=3).dequant_costs
+    assert (one.int16_lanes, one.fp16_lanes) == (8.0, 3)
+
+
+def test_unresolved_lanes_are_refused_not_guessed():
+    bare = DequantCosts(shift_cycles=1, logic_cycles=1, convert_cycles=1, fma_cycles=1,
+                        scalar_cycles=1)
+    with pytest.raises(ValueError, match="not resolved"):
+        PECompute(4, 1, 1, {}, bare).dequant(W35, 128, 256)
 
 
 def test_a_sweep_varies_a_dequantization_cost_by_its_dotted_path():
@@ -275,13 +324,15 @@ def test_a_key_that_is_not_a_cost_is_refused_by_the_sweep():
 def test_bad_dequantization_costs_are_one_located_line(tmp_path, capsys, key, value,
                                                        says):
     lines = []
-    for line in Path("hardware_profiles/wse3.yaml").read_text().splitlines():
+    text = Path("hardware_profiles/wse3.yaml").read_text()
+    stated = any(ln.strip().startswith(f"{key}:") for ln in text.splitlines())
+    for line in text.splitlines():
         if line.strip().startswith(f"{key}:"):
             if value is None:
                 continue
             line = f"    {key}: {value}"
         lines.append(line)
-        if line.strip() == "dequant:" and key == "load_cycles":
+        if line.strip() == "dequant:" and not stated:   # the lanes, an unknown key
             lines.append(f"    {key}: {value}")
     prof = tmp_path / "bad.yaml"
     prof.write_text("\n".join(lines) + "\n")

@@ -34,7 +34,7 @@ class PECompute:
         rate = hw.macs_per_cycle.get(dtype, hw.macs_per_cycle["fp16"])
         k = hw.kernel
         return cls(rate, k.vector_op_cycles, k.vector_latency_cycles,
-                   dict(k.elementwise_ops), k.dequant)
+                   dict(k.elementwise_ops), k.dequant.resolved(hw.macs_per_cycle["fp16"]))
 
     def _streams(self, length: Num) -> np.ndarray:
         """Cycles one instruction over ``length`` elements holds the pipeline."""
@@ -97,4 +97,10 @@ class PECompute:
         c = self.dequant_costs
         per_op = getattr(c, f"{kind}_cycles")
         lanes = LANES[kind]
-        return per_op if lanes is None else per_op / getattr(c, f"{lanes}_lanes")
+        if lanes is None:
+            return per_op
+        width = getattr(c, f"{lanes}_lanes")
+        if width is None:
+            raise ValueError(f"dequant_costs.{lanes}_lanes is not resolved: build the "
+                             "costs with DequantCosts.resolved (PECompute.of does)")
+        return per_op / width

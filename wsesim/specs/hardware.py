@@ -59,7 +59,9 @@ class DequantCosts(BaseModel):
     and, as it uses the previous step's result, at least ``vector_latency_cycles``.
     ``scalar_cycles``: one scalar instruction. ``*_lanes``: values per SIMD operation
     (the SIMD width, or its effective rate) of 16-bit integer work (shift, logic) and of
-    fp16 work (convert, fma). Each is a profile key a sweep can vary
+    fp16 work (convert, fma); absent (None), they follow the profile's
+    ``macs_per_cycle.fp16`` (see :meth:`resolved`), so a refit of that rate carries
+    over. Each is a profile key a sweep can vary
     (``hardware.kernel.dequant.shift_cycles``).
     """
 
@@ -70,8 +72,15 @@ class DequantCosts(BaseModel):
     convert_cycles: OpCycles   # int16 -> fp16, fp32 -> fp16
     fma_cycles: OpCycles       # fp16 fused multiply-add, or a multiply
     scalar_cycles: OpCycles    # one scalar instruction (a tensor-wide scale on an input)
-    int16_lanes: Lanes         # 16-bit integer values per SIMD operation
-    fp16_lanes: Lanes          # fp16 values per SIMD operation
+    int16_lanes: Lanes | None = None   # 16-bit integer values per SIMD operation
+    fp16_lanes: Lanes | None = None    # fp16 values per SIMD operation
+
+    def resolved(self, fp16_macs_per_cycle: float) -> "DequantCosts":
+        """These costs with every lane count not stated set to ``fp16_macs_per_cycle``
+        (the profile's ``macs_per_cycle.fp16``): the one place absent lanes are read."""
+        return self.model_copy(update={
+            name: fp16_macs_per_cycle for name in ("int16_lanes", "fp16_lanes")
+            if getattr(self, name) is None})
 
 
 class KernelProfile(BaseModel):
