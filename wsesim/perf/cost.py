@@ -13,7 +13,8 @@ CAUSES = {
     "dequant": "dequantization of sub-16-bit weights",
     "latency": "fabric latency (hops, ramps and per-hop adds)",
     "bandwidth": "fabric bandwidth (wavelets queued on a link)",
-    "overhead": "fixed costs (instruction issue, synchronized fabric phases)",
+    "overhead": "fixed costs (instruction issue, fabric and library calls, route "
+                "switches, MeshGEMM hand-offs)",
     "interwafer": "inter-wafer link (bandwidth and latency)",
 }
 

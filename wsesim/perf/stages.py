@@ -4,10 +4,18 @@ tokens (prefill). Moving activations between stages is in ``wsesim.perf.model``.
 A stage runs on its R x C region the operations of its part of a LLaMA layer, the way
 WaferLLM's kernels do: a matrix-vector product is a local block product followed by an
 allreduce of partial sums along one axis of the region (the axes alternate so no
-transpose is needed), norms and softmax reduce along an axis too, and nothing overlaps
-(every instruction and collective blocks), except in MeshGEMM prefill: a step's tile
-product overlaps its tile shift, and the score reductions of successive steps overlap.
-Block sizes are those of the memory plan's cuts: the busiest PE sets the pace.
+transpose is needed, and the region's reductions are re-routed at each change of axis),
+norms and softmax reduce along an axis too, and nothing overlaps (every instruction and
+collective blocks), except in MeshGEMM prefill: a step's tile product overlaps its tile
+shift, and the score reductions of successive steps overlap. Block sizes are those of
+the memory plan's cuts: the busiest PE sets the pace.
+
+The fixed costs (the ``overhead`` cause) are the issue of every vector instruction
+(:class:`~wsesim.perf.compute.PECompute`), one ``fabric_call_cycles`` per fabric
+operation called, however many phases it has (two ``library_call_cycles`` instead for
+the SDK's ``chain`` allreduce; :class:`~wsesim.perf.fabric.Fabric`), one
+``route_switch_cycles`` per re-routing (:func:`route_switches`) and one
+``mesh_step_cycles`` per MeshGEMM hand-off (each Cannon step and each skew shift).
 """
 from __future__ import annotations
 
@@ -241,8 +249,8 @@ def stage_cost(kn: Kernels, content: StageContent, rows: int, cols: int, context
 # ---- prefill on a whole square grid: WaferLLM's MeshGEMM ---------------------------
 
 def _shift(kn: Kernels, tile: Num) -> Cost:
-    """A tile's two-hop shift (its head's latency and its wavelets; the step that
-    starts it pays the hand-off)."""
+    """A tile's two-hop shift: its head's latency and its wavelets. It pays no fabric
+    call of its own: the step that starts it pays the hand-off (``mesh_step``)."""
     shift = kn.fabric.transfer(2, 0, tile, kn.act_bytes)
     return Cost(latency=shift.latency, bandwidth=shift.bandwidth)
 
@@ -266,8 +274,9 @@ def meshgemm_cost(kn: Kernels, rows: int, cols: int, m: int, k: int, n: int,
                   tb: TensorBlock | None = None) -> Cost:
     """(m x k) @ (k x n) on a rows x cols grid, Cannon-style as WaferLLM's MeshGEMM:
     max(rows, cols) steps, each a local tile product and a two-hop shift of both tiles,
-    after an initial skew of half as many shifts. ``tb`` (a stored weight) adds the
-    dequantization of every weight tile that passes through."""
+    after an initial skew of half as many shifts of the left tiles; every step and every
+    skew shift pays a hand-off. ``tb`` (a stored weight) adds the dequantization of
+    every weight tile that passes through."""
     steps, mt, kt, nt = meshgemm_tiles(rows, cols, m, k, n)
     compute = kn.pe.gemm(mt, kt, nt)
     if tb is not None:
@@ -339,11 +348,15 @@ def prefill_cost(kn: Kernels, content: StageContent, rows: int, cols: int, token
                  context: Num) -> Cost:
     """Cycles of one stage for a chunk of ``tokens`` prompt tokens.
 
-    ``sequential`` (every stage on the whole grid) runs WaferLLM's MeshGEMM for every
-    matrix, or the decode kernel token by token when that is faster (short chunks);
-    ``pipeline`` streams the chunk through the stage's stationary weights: the decode
-    operations with every vector ``tokens`` times longer, so fixed costs and latencies
-    are paid once per chunk. The LM head runs for the prompt's last token only.
+    An attention or MLP stage that shares its region with others (``sequential``: every
+    stage on the whole grid) runs WaferLLM's MeshGEMM for every matrix, or the decode
+    kernel token by token when that is faster (short chunks; :func:`sequential_prefill`).
+    A stage alone on its region (``pipeline``) streams the chunk through its stationary
+    weights: the decode operations over the whole chunk, so each fabric call, route
+    switch and latency is paid once per chunk, and each local product is the cheaper of
+    one instruction per (input, output) over the chunk's tokens and the decode product
+    token by token (:func:`local_products`). The LM head runs for the prompt's last
+    token only.
     """
     if content.part == "lm_head":
         return lm_head_cost(kn, content, rows, cols, 1) * needs_logits(kn, context)
