@@ -11,7 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from wsesim.cli import main
-from wsesim.fit import plan_fits
+from wsesim.errors import KeyedError
+from wsesim.fit import fullest_pe_bounds, plan_fits
 from wsesim.mapping.plan import Choice, make_plan, max_wafers
 from wsesim.memory import build_ledger
 from wsesim.performance import simulate_performance
@@ -327,3 +328,41 @@ def test_a_time_balance_that_does_not_help_runs_and_reports_the_byte_plan():
     result = simulate(_classic("time", layers=6, wafers=2, batch=8), find_min_wafers=False)
     assert result.to_dict()["mapping"]["balance"] == "bytes"
     assert any("balance: time" in n for n in result.notes)
+
+
+FORMATS = ["fp16", "int8", "int8-g128", "int4", "int4-g128", "w3.5-g128", "w3.5-byte",
+           "w3.5-dense"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(layers=st.integers(1, 4), rows=st.integers(6, 30), cols=st.integers(6, 30),
+       hidden=st.sampled_from([128, 256, 384]), batch=st.integers(1, 5),
+       prompt=st.integers(1, 70), weights=st.sampled_from(FORMATS),
+       kv=st.sampled_from(["fp16", "int8", "int4"]),
+       embeddings=st.sampled_from(["fp16", "bf16", "int8"]),
+       wafers=st.integers(1, 3), pick=st.integers(0, 1000),
+       balance=st.sampled_from(["bytes", "time"]))
+def test_the_fit_bounds_bracket_the_exact_fullest_pe(layers, rows, cols, hidden, batch,
+                                                     prompt, weights, kv, embeddings,
+                                                     wafers, pick, balance):
+    """What the planner settles fits with (fit.fullest_pe_bounds: the densest region's
+    mean of stored bytes below, every block's largest above) brackets the per-PE
+    ledger's fullest PE, on any plan of any small deployment."""
+    dep = deployment(
+        model=tiny_model(num_hidden_layers=layers, hidden_size=hidden,
+                         intermediate_size=2 * hidden + 128, vocab_size=777),
+        hardware=tiny_hardware(rows=rows, cols=cols), wafers=wafers,
+        quantization={"weights": weights, "kv_cache": kv, "embeddings": embeddings},
+        workload={"batch_size": batch, "prompt_tokens": prompt, "output_tokens": 3},
+        mapping={"strategy": "auto"})
+    wafers = min(wafers, max_wafers(dep))
+    try:
+        maker = PlanMaker(dep, wafers)
+        options = every_choice(stages_per_wafer(maker.units[0], wafers))
+        choice = [c for c in options if c.balance == balance][pick % (len(options) // 2)]
+        plan = maker.build(choice).plan
+    except (ValueError, KeyedError):    # more regions than this grid can lay out
+        return
+    low, high = fullest_pe_bounds(plan)
+    exact = build_ledger(plan).fullest_pe().bytes
+    assert low <= exact <= high
