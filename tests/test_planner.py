@@ -17,7 +17,7 @@ from wsesim.mapping.plan import Choice, make_plan, max_wafers
 from wsesim.memory import build_ledger
 from wsesim.performance import simulate_performance
 from wsesim.planner import fewest_wafers_any, search
-from wsesim.planner.search import score
+from wsesim.planner.policy import score
 from wsesim.perf.model import build_model
 from wsesim.planner.space import RATING_STEPS, PlanMaker, stages_per_wafer
 from wsesim.run import simulate
@@ -366,3 +366,15 @@ def test_the_fit_bounds_bracket_the_exact_fullest_pe(layers, rows, cols, hidden,
     low, high = fullest_pe_bounds(plan)
     exact = build_ledger(plan).fullest_pe().bytes
     assert low <= exact <= high
+
+
+def test_the_search_function_is_not_shadowing_a_module_of_the_same_name():
+    """``wsesim.planner.search`` is the function, and no submodule of that name hides
+    behind it (``import wsesim.planner.search as m`` used to give the function)."""
+    import importlib.util
+
+    import wsesim.planner
+    import wsesim.planner.policy
+    assert importlib.util.find_spec("wsesim.planner.search") is None
+    assert wsesim.planner.search is wsesim.planner.policy.search is search
+    assert callable(wsesim.planner.search)

@@ -12,7 +12,7 @@ from wsesim.perf.model import PerformanceModel, build_model
 from wsesim.specs import Deployment
 
 # regions per wafer tried between sequential (1) and pipeline (every stage its own): a
-# geometric ladder, refined around the best rung (see search.py)
+# geometric ladder, refined around the best rung (see policy.py)
 LADDER = (2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
 TIME_ROUNDS = 2   # re-partitions of a time-balanced plan by its stages' measured costs
 RATING_STEPS = 8  # decode steps a rating prices (spread over the output)

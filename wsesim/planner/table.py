@@ -5,7 +5,7 @@ from typing import Any
 
 from wsesim.errors import KeyedError
 from wsesim.mapping.plan import max_wafers
-from wsesim.planner.search import search
+from wsesim.planner.policy import search
 from wsesim.specs import Deployment
 
 MAX_COUNTS = 64   # wafer counts one command searches (each is a search of seconds)
