@@ -140,6 +140,7 @@ def test_a_grouped_time_balance_that_does_not_help_is_the_byte_plan_and_noted():
     by_bytes = maker.build(Choice("grouped", 2, "bytes"))
     by_time = maker.build(Choice("grouped", 2, "time"))
     assert by_time.plan is by_bytes.plan and by_time.plan.choice.balance == "bytes"
+    assert by_time.choice == by_time.plan.choice   # a candidate never says time for it
     result = simulate(_grouped(2, "time"), find_min_wafers=False)
     assert result.to_dict()["mapping"]["balance"] == "bytes"
     assert sum("balance: time: no re-cut" in n for n in result.notes) == 1
@@ -162,6 +163,7 @@ def test_a_time_balanced_plan_is_labelled_by_what_it_is(k, layers, batch):
         assert by_time.slowest_cycles < by_bytes.slowest_cycles
     else:
         assert by_time.plan is by_bytes.plan
+    assert by_time.choice == by_time.plan.choice
 
 
 def test_fewest_wafers_on_which_some_plan_fits_matches_a_brute_force():

@@ -72,7 +72,8 @@ class PlanMaker:
         """The choice's plan: byte-balanced as made; time-balanced refined by
         re-partitioning with each stage's closed-form decode cycles (path in included)
         on the previous plan's regions, keeping the plan whose slowest element is
-        quickest (the byte-balanced one among those tried)."""
+        quickest; when no re-cut is quicker that is the byte-balanced plan, returned
+        under its own name (balance: bytes), never labelled time."""
         by_bytes = Choice(choice.strategy, choice.regions_per_wafer, "bytes")
         if by_bytes not in self._bytes:
             plan = self.make(by_bytes)
@@ -87,7 +88,7 @@ class PlanMaker:
             current = Built(choice, plan, _model(plan))
             if current.slowest_cycles < best.slowest_cycles:
                 best = current
-        return Built(choice, best.plan, best.model)
+        return best
 
 
 def _model(plan: Plan) -> PerformanceModel:
