@@ -39,7 +39,8 @@ class ServingRun:
     output_tokens: np.ndarray
     prompt_tokens: np.ndarray
     itl: np.ndarray                 # every gap between two tokens of a request
-    timeline: np.ndarray            # rows: time, running, waiting, KV slots used (max share)
+    timeline: np.ndarray            # rows: time, running, waiting, KV slots used (largest
+                                    # share over the region kinds)
     busy: np.ndarray                # cycles each element was occupied
     events: int
     micro_batches: int
