@@ -342,6 +342,18 @@ def test_throughput_never_beats_the_busiest_element():
     assert not math.isnan(served.summary["duration_s"])
 
 
+def test_busy_fractions_are_of_the_summarys_duration():
+    """Each element's busy fraction times the run's duration (first arrival to last
+    token, as the throughputs use) is its busy cycles."""
+    s = study(tiny("pipeline", 2, prompt=150, output=12), requests=60, rate_per_s=3e4)
+    served = serve(s)
+    cycles = served.summary["duration_s"] * s.clock_hz
+    busy = [e["busy"] * cycles for e in served.summary["element_busy"]]
+    assert busy == pytest.approx(served.run.busy.tolist(), rel=1e-9)
+    assert served.run.arrival[0] == 0       # a generated stream starts at once
+    assert cycles == pytest.approx(np.nanmax(served.run.finished), rel=1e-12)
+
+
 def test_what_the_costs_keep_stays_within_its_bound(monkeypatch):
     """Prompt chunks of a thousand lengths: what BatchCosts keeps of them (the chunks
     and every piece they are made of), measured, stays within MAX_KEPT_BYTES."""

@@ -13,11 +13,13 @@ projections, norms and collectives, the collectives of all sequences in one call
 and ``A(c)`` one token at context ``c``; at b = 1 it is exactly the run's cost. Paths,
 links and the way back carry b tokens' activations (b token ids).
 
-Each element's costs are computed once per batch size (and per context, per prompt
-chunk) with numpy and cached; a micro-batch's costs are then a few array lookups. What
-grows with the requests (prompt chunks, the pieces they are made of) is kept in one
-cache of at most ``MAX_KEPT_BYTES``, least recently used dropped first; what grows with
-the batch size is bounded by ``serving.max_stage_batch``.
+Each element's costs are computed once per batch size (and per prompt chunk) with numpy
+and cached, attention's one-token cost once per context length (a table over every
+element when it holds at most ``MAX_CONTEXT_TABLE`` values, else one per attention
+shape); a micro-batch's costs are then a few array lookups. What grows with the
+requests (prompt chunks, the pieces they are made of) is kept in one cache of at most
+``MAX_KEPT_BYTES``, least recently used dropped first; what grows with the batch size is
+bounded by ``serving.max_stage_batch``.
 """
 from __future__ import annotations
 
@@ -307,7 +309,7 @@ class BatchCosts:
         occ, delay = self._decode[b]
         if not self._shapes:
             return occ, delay
-        ctx = contexts if self.window is None else np.minimum(contexts, self.window)
+        ctx = self._context(contexts)
         if self._per_context is not None:
             rows = self._per_context[ctx]
             return occ + (rows[0] if b == 1 else rows.sum(axis=0)), delay

@@ -19,22 +19,12 @@ import simpy
 from wsesim.serving.costs import BatchCosts
 from wsesim.serving.kv import KVCapacity
 from wsesim.serving.scheduler import MicroBatch, Scheduler
-from wsesim.sim.tile import tandem_exits
+from wsesim.sim.tile import Visit, tandem_exits
 
 TRACE_MICRO_BATCHES = 200   # micro-batches whose visit of every element a trace records
 TRACE_REQUESTS = 500        # requests whose phases a trace records
 GATE_TOLERANCE = 1e-12      # relative: a gate this close to now is open (rounding)
 SERVICE_CACHE_FLOATS = 1 << 22   # one sequence's decode services kept by context: 32 MB
-
-
-@dataclass
-class Visit:
-    """One micro-batch's pass: its label and its start and end at every element."""
-
-    label: str
-    kind: str
-    starts: np.ndarray
-    ends: np.ndarray
 
 
 @dataclass
@@ -49,7 +39,8 @@ class ServingRun:
     output_tokens: np.ndarray
     prompt_tokens: np.ndarray
     itl: np.ndarray                 # every gap between two tokens of a request
-    timeline: np.ndarray            # rows: time, running, waiting, KV slots used (max share)
+    timeline: np.ndarray            # rows: time, running, waiting, KV slots used (largest
+                                    # share over the region kinds)
     busy: np.ndarray                # cycles each element was occupied
     events: int
     micro_batches: int
@@ -57,7 +48,7 @@ class ServingRun:
     decode_tokens: int              # decode tokens over all decode micro-batches
     chunks: int
     max_used_slots: np.ndarray      # most slots ever taken, per region kind
-    visits: list[Visit] = field(default_factory=list)
+    visits: list[Visit] = field(default_factory=list)   # phase: the micro-batch's kind
 
 
 class Engine:

@@ -72,6 +72,15 @@ def meets_slos(req: dict[str, np.ndarray], slo_ttft_s: float | None,
     return ok
 
 
+def run_span(run: ServingRun) -> tuple[float, float]:
+    """The cycles the run's duration spans: from the first arrival to the last token out
+    (to the first arrival when no request finished)."""
+    done = np.isfinite(run.finished)
+    start = float(np.min(run.arrival)) if len(run.arrival) else 0.0
+    end = float(np.max(run.finished[done])) if done.any() else start
+    return start, end
+
+
 def summarize(run: ServingRun, hz: float, rate_per_s: float | None,
               slo_ttft_s: float | None, slo_tpot_s: float | None, wafers: int,
               power_w: float | None, price_per_system_hour: float | None
@@ -79,8 +88,7 @@ def summarize(run: ServingRun, hz: float, rate_per_s: float | None,
     """The contract's serving keys (and a few more) of one run."""
     req = per_request(run, hz)
     done = np.isfinite(run.finished)
-    start = float(np.min(run.arrival)) if len(run.arrival) else 0.0
-    end = float(np.max(run.finished[done])) if done.any() else start
+    start, end = run_span(run)
     duration = (end - start) / hz
     out_tokens = int(run.output_tokens[done].sum())
 

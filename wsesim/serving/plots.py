@@ -68,7 +68,7 @@ def timeline_figures(study: Study, served: Served, name: str) -> dict[str, Figur
     ax.step(tt, kk * 100, where="post")
     ax.set_ylim(0, 105)
     ax.set_xlabel("time, s")
-    ax.set_ylabel("KV cache slots taken, % (binding region)")
+    ax.set_ylabel("KV cache slots taken, % (fullest region)")
     set_headings(fig, [ax], f"KV-cache occupancy ({study.kv.tokens:,} tokens): "
                  + clipped(name, MAX_NAME_CHARS), 10)
     out["kv-occupancy"] = fig

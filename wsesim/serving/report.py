@@ -225,7 +225,7 @@ def chrome_trace(study: Study, served: Served) -> dict[str, Any]:
         for k, (start, end) in enumerate(zip(visit.starts, visit.ends)):
             if end > start:
                 pid = wafer_of[k] if wafer_of[k] is not None else links_pid
-                events.append({"ph": "X", "name": visit.label, "cat": visit.kind,
+                events.append({"ph": "X", "name": visit.who, "cat": visit.phase,
                                "pid": pid, "tid": k, "ts": start * us,
                                "dur": (end - start) * us})
     for i in range(min(len(run.arrival), TRACE_REQUESTS)):

@@ -121,7 +121,7 @@ class Scheduler:
             self.decode_next = True
 
     def returns(self, mb: MicroBatch) -> bool:
-        """Whether ``mb`` brings sequences back to the entry (to decode their next token)."""
-        if mb.kind == "decode":
-            return True
+        """Whether prompt chunk ``mb`` brings its sequence back to the entry to decode a
+        next token: it is the prompt's last and the request wants more than one output
+        token (a decode micro-batch always comes back; the engine counts it itself)."""
         return mb.last and int(self.output[mb.ids[0]]) > 1

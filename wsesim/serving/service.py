@@ -17,7 +17,7 @@ from wsesim.serving.arrivals import Pattern, pattern
 from wsesim.serving.costs import BatchCosts
 from wsesim.serving.engine import Engine, ServingRun
 from wsesim.serving.kv import KVCapacity, kv_capacity
-from wsesim.serving.metrics import summarize
+from wsesim.serving.metrics import run_span, summarize
 from wsesim.specs import Deployment
 from wsesim.specs.serving import MAX_PASSES, ServingSpec
 
@@ -133,10 +133,8 @@ def serve(study: Study, rate_per_s: float | None = None, trace: bool = False) ->
 
 def element_busy(study: Study, run: ServingRun) -> list[dict[str, Any]]:
     """Each element's busy fraction of the run's duration, in the timeline's order."""
-    done = np.isfinite(run.finished)
-    if not done.any():
-        return []
-    span = float(np.max(run.finished[done]) - np.min(run.arrival))
+    start, end = run_span(run)
+    span = end - start
     if span <= 0 or not math.isfinite(span):
         return []
     return [{"name": slot.name, "busy": float(b / span)}

@@ -48,9 +48,6 @@ class LinePlan:
         """The least bytes per element on the fabric (the library reduces fp32)."""
         return 4.0 if self.library else 0.0
 
-    def __getitem__(self, pos: int) -> tuple:
-        return self.phases[pos]
-
 
 def _empty(n: int, phases: int) -> list[list]:
     return [[None] * phases for _ in range(n)]

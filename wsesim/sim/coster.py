@@ -47,9 +47,11 @@ def pe_stage_costs(kn: Kernels, stage: Any, contexts: np.ndarray,
     every context length and its prefill cost for every chunk, simulated PE by PE on
     the stage's region. Attention depends on the context: at most ``MAX_SAMPLES``
     context lengths (chunk ends) are simulated and the rest interpolated linearly.
-    ``sequential`` attention and MLP prefill runs the kernel the closed form picks:
-    MeshGEMM on the whole grid (``MESH_ROUNDS`` steps simulated at most, the rest
-    extrapolated) or the decode kernel token by token."""
+    The prefill of an attention or MLP stage that shares its region with others
+    (``kn.shares_region``: ``sequential``, where every stage holds the whole grid, or a
+    region of ``grouped``) runs the kernel the closed form picks: MeshGEMM over the
+    region (``MESH_ROUNDS`` steps simulated at most, the rest extrapolated) or the
+    decode kernel token by token."""
     content = stage.content
     r = stage.region
     rows, cols = r.rows, r.cols

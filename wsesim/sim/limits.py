@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from wsesim.errors import KeyedError
 
-# Every PE, router and link is simulated: a stage on a 128 x 128 region runs in seconds
-# (benchmarks/bench_pe.py); a whole wafer (hundreds of thousands of PEs) would not.
+# Every PE, router and link is simulated: one operation on 120 x 120 PEs (the MeshGEMV
+# cases of benchmarks/bench_pe.py, 14,400 PEs) runs in under a second on the 2-core
+# machine; a whole wafer (hundreds of thousands of PEs) would not.
 MAX_PES = 128 * 128
 # A deployment simulated at the PE level runs every stage's region several times (decode
 # at a few contexts, MeshGEMM prefill over every PE of a shared region): measured on the

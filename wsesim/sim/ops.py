@@ -22,7 +22,6 @@ WORK, FIXED, SEND, RECV, ACC, FWD, ACCN, SENDA, RECVA, INSTR = range(10)
 
 # what a FIXED op charges (index into the engine's table of fixed costs)
 POST, CALL, LIBRARY_CALL, ROUTE_SWITCH, MESH_STEP = range(5)
-FIXED_NAMES = ("post", "fabric call", "library call", "route switch", "mesh step")
 
 
 def op_work(compute: float = 0.0, dequant: float = 0.0, overhead: float = 0.0,

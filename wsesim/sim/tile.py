@@ -28,10 +28,11 @@ PHASES = ("decode", "prefill")
 
 @dataclass
 class Visit:
-    """One token's (or chunk's) pass through the pipeline: start and end at each element."""
+    """One token's (or chunk's, or serving micro-batch's) pass through the pipeline: its
+    label, its phase and its start and end at each element."""
 
     who: str
-    phase: str
+    phase: str          # decode | prefill (serving: the micro-batch's kind, decode | chunk)
     starts: np.ndarray
     ends: np.ndarray
 
