@@ -106,3 +106,54 @@ def test_performance_is_finite_anywhere_in_the_accepted_ranges(hw, strategy, waf
     for key in ("tokens_per_s_per_user", "tokens_per_s", "time_per_output_token_s",
                 "ttft_s", "prefill_tokens_per_s", "layer_time_s"):
         assert math.isfinite(perf[key]) and perf[key] > 0, (key, perf[key])
+
+
+def _plan_file(tmp_path) -> str:
+    path = tmp_path / "d.yaml"
+    path.write_text(json.dumps(deployment().model_dump(mode="json")))
+    return str(path)
+
+
+def test_plan_json_is_strict(tmp_path, capsys):
+    assert main(["plan", _plan_file(tmp_path), "--wafers", "1-2", "--format", "json"]) == 0
+    rows = strict_loads(capsys.readouterr().out)["plans"]
+    assert [r["wafers"] for r in rows] == [1, 2]
+    assert all(math.isfinite(r["tokens_per_s"]) for r in rows)
+
+
+def test_plan_json_writes_a_stray_nan_or_infinity_as_null(tmp_path, capsys, monkeypatch):
+    from wsesim.planner import table
+    real = table.plan_rows
+
+    def broken(dep, wafers):   # a planner bug that lets a non-finite figure through
+        rows = real(dep, wafers)
+        rows[0]["tokens_per_s"], rows[0]["tokens_per_s_per_user"] = math.nan, math.inf
+        return rows
+    monkeypatch.setattr(table, "plan_rows", broken)
+    assert main(["plan", _plan_file(tmp_path), "--wafers", "1-1", "--format", "json"]) == 0
+    (row,) = strict_loads(capsys.readouterr().out)["plans"]
+    assert row["tokens_per_s"] is None and row["tokens_per_s_per_user"] is None
+
+
+def test_formats_json_is_strict(capsys):
+    from wsesim.quant import PRESETS
+    assert main(["formats", "--format", "json"]) == 0
+    listed = strict_loads(capsys.readouterr().out)["formats"]
+    assert [f["name"] for f in listed] == list(PRESETS)
+    assert main(["formats", "--cost", "--format", "json"]) == 0
+    costed = strict_loads(capsys.readouterr().out)["formats"]
+    assert [f["name"] for f in costed] == list(PRESETS)
+    assert all(math.isfinite(f["cycles_per_weight"]) for f in costed)
+
+
+def test_formats_cost_json_writes_a_stray_infinity_as_null(capsys, monkeypatch):
+    from wsesim.quant import dequant
+    real = dequant.ops_per_weight
+
+    def broken(fmt, k, n):   # a counting bug that lets an infinite figure through
+        return {**real(fmt, k, n), "shift": math.inf}
+    monkeypatch.setattr(dequant, "ops_per_weight", broken)
+    assert main(["formats", "--cost", "--format", "json"]) == 0
+    rows = strict_loads(capsys.readouterr().out)["formats"]
+    assert all(r["ops_per_weight"]["shift"] is None and r["ops_total"] is None
+               for r in rows)

@@ -7,7 +7,7 @@ import warnings
 from pathlib import Path
 from typing import Sequence
 
-from wsesim import __version__
+from wsesim import __version__, strict_json
 from wsesim.errors import (
     MESSAGE_CHARS,
     KeyedError,
@@ -66,8 +66,6 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
-    import json
-
     from wsesim.mapping.plan import Choice
     from wsesim.planner.table import plan_rows, wafer_range
     from wsesim.specs import load_deployment
@@ -79,8 +77,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     with located(args.file):
         rows = plan_rows(dep, wafer_range(args.wafers, dep))
     if args.format == "json":
-        import wsesim
-        print(json.dumps({"wsesim_version": wsesim.__version__, "plans": rows}, indent=2))
+        print(strict_json.dumps({"wsesim_version": __version__, "plans": rows}, indent=2))
     else:
         from rich.console import Console
         from rich.table import Table
@@ -189,14 +186,11 @@ def _cmd_profiles(args: argparse.Namespace) -> int:
 
 
 def _cmd_formats(args: argparse.Namespace) -> int:
-    import json
-
-    from wsesim import __version__
     from wsesim.quant import PRESET_DESCRIPTIONS, PRESETS
 
     if not (args.cost or args.hardware or args.inputs or args.outputs):
         if args.format == "json":
-            print(json.dumps({"wsesim_version": __version__, "formats": [
+            print(strict_json.dumps({"wsesim_version": __version__, "formats": [
                 {"name": name, "format": fmt.describe(),
                  "description": PRESET_DESCRIPTIONS[name]}
                 for name, fmt in PRESETS.items()]}, indent=2))
@@ -207,9 +201,9 @@ def _cmd_formats(args: argparse.Namespace) -> int:
         return 0
     rows, hw_name, k, n = _format_costs(args)
     if args.format == "json":
-        print(json.dumps({"wsesim_version": __version__, "hardware": hw_name,
-                          "block": {"inputs": k, "outputs": n}, "derived": True,
-                          "formats": rows}, indent=2))
+        print(strict_json.dumps({"wsesim_version": __version__, "hardware": hw_name,
+                                 "block": {"inputs": k, "outputs": n}, "derived": True,
+                                 "formats": rows}, indent=2))
         return 0
     from rich.console import Console
     from rich.table import Table
@@ -255,7 +249,6 @@ def _format_costs(args: argparse.Namespace) -> tuple[list[dict], str, int, int]:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from wsesim import strict_json
     from wsesim.validate import find_cases, load_case, run_cases
 
     results = run_cases([load_case(p) for p in find_cases(args.cases)])
