@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -44,8 +45,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from wsesim.sweeps import SweepCancelled, load_sweep, run_sweep, slug
 
     spec = load_sweep(args.file)
@@ -111,7 +110,6 @@ def _default_workers() -> int:
 
 def _dask_address(text: str) -> str:
     """``--executor``: dask://HOST:PORT (connected to later, with a bounded timeout)."""
-    from wsesim.errors import SpecError
     from wsesim.sweeps.executors import parse_dask_address
     try:
         parse_dask_address(text, "--executor")
@@ -122,7 +120,6 @@ def _dask_address(text: str) -> str:
 
 def _workers(text: str) -> int:
     """``--workers``: a whole number from 1 to 4 per CPU of this machine."""
-    from wsesim.errors import SpecError
     from wsesim.sweeps.executors import check_workers
     try:
         value: object = int(text)
@@ -151,7 +148,6 @@ def _positive_int(text: str) -> int:
 def _shipped_names(folder: Path, what: str) -> list[str]:
     """Names of the shipped YAML files in ``folder``; none is an error (a broken install
     or a ``WSESIM_HOME`` without that folder), not an empty listing."""
-    from wsesim.errors import escape
     from wsesim.paths import where_from
     from wsesim.specs import shipped
 
@@ -380,8 +376,6 @@ def _reader_gone() -> int:
     """The reader of stdout closed it (``wsesim models | head -1``): stop quietly, as
     Python's documentation recommends: point stdout at devnull so the flush at exit does
     not fail again, and exit as a process ended by SIGPIPE would."""
-    import os
-
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

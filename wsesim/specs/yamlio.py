@@ -347,11 +347,10 @@ def spec_error_from(
     return SpecError(source, key, msg)
 
 
-def validate(model: type[BaseModel], data: Any, source: str | Path, prefix: str = "",
-             context: dict[str, Any] | None = None) -> Any:
+def validate(model: type[BaseModel], data: Any, source: str | Path, prefix: str = "") -> Any:
     """``model.model_validate(data)`` with errors as one located SpecError."""
     try:
-        return model.model_validate(data, context=context)
+        return model.model_validate(data)
     except ValidationError as exc:
         raise spec_error_from(exc, source, model, prefix) from None
     except KeyedError as exc:
