@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from wsesim.errors import KeyedError, SpecError, SpecWarning, shown
+from wsesim.errors import KeyedError, SpecError, SpecWarning, escape, shown
+from wsesim.literal import clipped, printable
 from wsesim.quant import preset, reconstruction_error
 
 TEXT = st.text(alphabet=st.characters(exclude_categories=()), max_size=200)  # surrogates too
@@ -54,9 +55,6 @@ def test_reconstruction_error_takes_a_preset_name():
 
 
 # ---- the one place that cuts text: literal.clipped (errors.escape calls it) ----------
-
-from wsesim.errors import escape  # noqa: E402
-from wsesim.literal import clipped, printable  # noqa: E402
 
 
 @given(TEXT, st.integers(0, 250))
