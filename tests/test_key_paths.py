@@ -85,4 +85,6 @@ def test_an_unknown_key_of_any_case_is_located(place, word):
     ("quantization.weights", "Bits", "did you mean 'bits'?"),
 ])
 def test_the_hint_names_a_key_of_that_mapping(place, word, hint):
-    assert hint in unknown_key_error(place, word).message
+    err = unknown_key_error(place, word)
+    assert err.key == (f"{place}.{word}" if place else word)
+    assert err.message == f"unknown key ({hint})", err.line()
