@@ -9,6 +9,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from wsesim.cli import main
 
@@ -489,16 +491,47 @@ def test_deep_nesting_through_an_alias_counts(tmp_path, capsys):
     assert err.startswith(f"error: {path}: b")
 
 
-@pytest.mark.parametrize("depth", [B.MAX_NESTING + 1, 100_000])
-def test_deep_config_json_is_one_line(depth, tmp_path, capsys):
+@pytest.mark.parametrize("depth", [B.MAX_NESTING + 1, 5000, 100_000])
+@pytest.mark.parametrize("before,key", [
+    ('"hidden_size": 64, "x": ', "x.0"),
+    ('"a": "[{[\\"", "b\\"c:": [1, {"d": ', "b\"c:.1"),   # brackets, quotes in strings
+])
+def test_deep_config_json_is_one_located_line(depth, before, key, tmp_path, capsys):
+    """Located at the outer keys of the deep path, as in YAML, however deep (past
+    Python's recursion limit it was '(top level)')."""
     cfg = tmp_path / "m" / "config.json"
     cfg.parent.mkdir()
-    cfg.write_text('{"hidden_size": 64, "x": ' + "[" * depth + "]" * depth + "}")
+    close = "}" if before.endswith('"d": ') else ""
+    cfg.write_text("{" + before + "[" * depth + "]" * depth + close + "]" * bool(close)
+                   + "}")
     path = write(tmp_path, GOOD.replace("llama-3.1-8b", "m/config.json"))
-    code, err = run_cli(capsys, path)
-    assert_one_error(code, err, cfg, "nested more than 64 levels")
-    if depth == B.MAX_NESTING + 1:   # the outer keys of the deep path (as in YAML)
-        assert err.startswith(f"error: {cfg}: x.0: "), err
+    assert_one_line(*run_cli(capsys, path), cfg, key, "nested more than 64 levels deep")
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=6),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner,
+                                                                 max_size=3),
+    max_leaves=8)
+
+
+@settings(max_examples=200, deadline=None)
+@given(JSON_VALUES, st.integers(B.MAX_NESTING - 4, B.MAX_NESTING + 4), st.text(max_size=6))
+def test_the_deep_json_scan_locates_as_the_parsed_check(data, depth, key):
+    """The text scan (for JSON too deep to parse) names the path the check of the parsed
+    value names, keys with quotes, brackets and escapes included."""
+    from wsesim.errors import SpecError
+    from wsesim.specs.yamlio import _check_depth, _deep_json_path, _outer
+    deep = json.loads("[" * depth + "]" * depth)
+    doc = {"a": data, key: [data, {"k[": "]{\"", "d": deep}]}
+    text = json.dumps(doc)
+    try:
+        _check_depth(json.loads(text), Path("f.json"))
+        expected = None
+    except SpecError as exc:
+        expected = exc.key
+    found = _deep_json_path(text)
+    assert (_outer(found) if found else None) == expected
 
 
 def test_a_file_too_large_is_refused_unread(tmp_path, capsys):
