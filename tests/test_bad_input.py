@@ -9,8 +9,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from wsesim.cli import main
 
@@ -344,12 +342,11 @@ def test_bounds_themselves_are_accepted():
     """Off by one the other way: the bound itself is a valid value."""
     from conftest import deployment
     wl = {"batch_size": 1, "prompt_tokens": 16, "output_tokens": 16}
-    for key, bound, extra in [("context_length", B.MAX_CONTEXT_TOKENS, {}),
-                              ("batch_size", B.MAX_BATCH, {"output_tokens": 2}),
-                              ("prompt_tokens", B.MAX_PROMPT_TOKENS, {}),
-                              ("output_tokens", B.MAX_OUTPUT_TOKENS, {})]:
-        dep = deployment(workload={**wl, **extra, key: bound})
-        assert getattr(dep.workload, key) == bound
+    for key, bound in [("context_length", B.MAX_CONTEXT_TOKENS), ("batch_size", B.MAX_BATCH),
+                       ("prompt_tokens", B.MAX_PROMPT_TOKENS),
+                       ("output_tokens", B.MAX_OUTPUT_TOKENS)]:
+        short = {"output_tokens": 2} if key == "batch_size" else {}
+        assert getattr(deployment(workload={**wl, **short, key: bound}).workload, key) == bound
     dep = deployment(model=tiny_model(hidden_size=B.MAX_WIDTH, vocab_size=B.MAX_VOCAB,
                                       intermediate_size=B.MAX_WIDTH), workload=wl)
     assert (dep.model.hidden_size, dep.model.vocab_size) == (B.MAX_WIDTH, B.MAX_VOCAB)
@@ -402,8 +399,7 @@ def test_kv_cache_elements_past_the_budget_are_refused(tmp_path, capsys):
     data["workload"].update(batch_size=B.MAX_BATCH, output_tokens=2,
                             context_length=B.MAX_CONTEXT_TOKENS)
     code, err = run_data(tmp_path, capsys, data)
-    layers = data["model"]["num_hidden_layers"]
-    kv = 2 * layers * B.MAX_BATCH * B.MAX_CONTEXT_TOKENS * 2**16   # x context x KV width
+    kv = 2 * 2 * B.MAX_BATCH * B.MAX_CONTEXT_TOKENS * 2**16   # 2 x layers x ... x KV width
     assert_one_line(code, err, tmp_path / "dep.yaml", "workload",
                     f"the KV cache's {kv:,} elements")
     assert f"must be at most {B.MAX_STORED_ELEMENTS:,} elements in all" in err
@@ -458,8 +454,7 @@ def test_an_alias_bomb_is_refused_from_its_few_bytes(tmp_path, capsys):
     code, err = run_cli(capsys, path)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    assert_one_error(code, err, path, f"more than {B.MAX_NODES:,} values once aliases "
-                                      "are expanded")
+    assert_one_error(code, err, path, f"more than {B.MAX_NODES:,} values once aliases")
     assert re.match(rf"error: {re.escape(str(path))}: l\d\.\d: ", err), err
     assert peak < 50e6
 
@@ -497,8 +492,7 @@ def test_deep_nesting_through_an_alias_counts(tmp_path, capsys):
     ('"a": "[{[\\"", "b\\"c:": [1, {"d": ', "b\"c:.1"),   # brackets, quotes in strings
 ])
 def test_deep_config_json_is_one_located_line(depth, before, key, tmp_path, capsys):
-    """Located at the outer keys of the deep path, as in YAML, however deep (past
-    Python's recursion limit it was '(top level)')."""
+    """Located at the outer keys of the deep path, as in YAML, however deep."""
     cfg = tmp_path / "m" / "config.json"
     cfg.parent.mkdir()
     close = "}" if before.endswith('"d": ') else ""
@@ -506,32 +500,6 @@ def test_deep_config_json_is_one_located_line(depth, before, key, tmp_path, caps
                    + "}")
     path = write(tmp_path, GOOD.replace("llama-3.1-8b", "m/config.json"))
     assert_one_line(*run_cli(capsys, path), cfg, key, "nested more than 64 levels deep")
-
-
-JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(max_size=6),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner,
-                                                                 max_size=3),
-    max_leaves=8)
-
-
-@settings(max_examples=200, deadline=None)
-@given(JSON_VALUES, st.integers(B.MAX_NESTING - 4, B.MAX_NESTING + 4), st.text(max_size=6))
-def test_the_deep_json_scan_locates_as_the_parsed_check(data, depth, key):
-    """The text scan (for JSON too deep to parse) names the path the check of the parsed
-    value names, keys with quotes, brackets and escapes included."""
-    from wsesim.errors import SpecError
-    from wsesim.specs.yamlio import _check_depth, _deep_json_path, _outer
-    deep = json.loads("[" * depth + "]" * depth)
-    doc = {"a": data, key: [data, {"k[": "]{\"", "d": deep}]}
-    text = json.dumps(doc)
-    try:
-        _check_depth(json.loads(text), Path("f.json"))
-        expected = None
-    except SpecError as exc:
-        expected = exc.key
-    found = _deep_json_path(text)
-    assert (_outer(found) if found else None) == expected
 
 
 def test_a_file_too_large_is_refused_unread(tmp_path, capsys):
