@@ -157,3 +157,15 @@ def test_formats_cost_json_writes_a_stray_infinity_as_null(capsys, monkeypatch):
     rows = strict_loads(capsys.readouterr().out)["formats"]
     assert all(r["ops_per_weight"]["shift"] is None and r["ops_total"] is None
                for r in rows)
+
+
+def test_numpy_values_are_written_as_the_numbers_they_hold():
+    """json.dumps refuses numpy's integers, float32 and arrays (TypeError: a traceback
+    instead of an answer); strict_json writes the Python values they hold."""
+    import numpy as np
+    value = {"i": np.int64(3), "f": np.float32(0.5), "b": np.bool_(True),
+             "a": np.array([[1.5, np.nan], [np.inf, 2.0]]), "n": np.float64("-inf"),
+             "l": [np.uint8(7), (np.float16(0.25),)]}
+    assert strict_loads(strict_json.dumps(value)) == {
+        "i": 3, "f": 0.5, "b": True, "a": [[1.5, None], [None, 2.0]], "n": None,
+        "l": [7, [0.25]]}
