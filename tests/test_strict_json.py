@@ -169,3 +169,17 @@ def test_numpy_values_are_written_as_the_numbers_they_hold():
     assert strict_loads(strict_json.dumps(value)) == {
         "i": 3, "f": 0.5, "b": True, "a": [[1.5, None], [None, 2.0]], "n": None,
         "l": [7, [0.25]]}
+
+
+@pytest.mark.parametrize("module,writer", [("wsesim.trace", "write_chrome_trace"),
+                                           ("wsesim.serving.report", "write_trace")])
+def test_a_trace_file_is_strict_json(module, writer, tmp_path, monkeypatch):
+    """Perfetto and chrome://tracing read the file with JSON.parse, which refuses NaN."""
+    import importlib
+    mod = importlib.import_module(module)
+    monkeypatch.setattr(mod, "chrome_trace", lambda *args: {"traceEvents": [
+        {"name": "x", "ph": "X", "ts": 0.0, "dur": math.inf, "args": {"n": math.nan}}]})
+    path = getattr(mod, writer)(*([None] * (2 if "serving" in module else 1)),
+                                tmp_path / "t.json")
+    (event,) = strict_loads(path.read_text())["traceEvents"]
+    assert event["dur"] is None and event["args"]["n"] is None and event["ts"] == 0.0
