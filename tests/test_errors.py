@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from wsesim.errors import KeyedError, SpecError, SpecWarning, shown
+from wsesim.errors import KeyedError, SpecError, SpecWarning, escape, shown
+from wsesim.literal import clipped, printable
 from wsesim.quant import preset, reconstruction_error
 
 TEXT = st.text(alphabet=st.characters(exclude_categories=()), max_size=200)  # surrogates too
@@ -51,3 +52,35 @@ def test_reconstruction_error_takes_a_preset_name():
     with pytest.raises(ValueError, match="unknown quantization preset 'w3.5-g12' "
                                          r"\(did you mean 'w3.5-g128'"):
         reconstruction_error("w3.5-g12", w)
+
+
+# ---- the one place that cuts text: literal.clipped (errors.escape calls it) ----------
+
+
+@given(TEXT, st.integers(0, 250))
+def test_escape_cuts_the_text_then_escapes_it(text, limit):
+    out = escape(text, limit)
+    if len(text) <= limit:
+        assert out == printable(text)
+    else:   # the text with its "..." is `limit` characters long, before escaping
+        assert out == printable(text[:max(limit - 3, 0)]) + "..."
+    assert printable(out) == out and escape(text) == printable(text)
+
+
+@given(TEXT, st.integers(0, 250))
+def test_clipped_cuts_the_text_then_escapes_it(text, max_chars):
+    out = clipped(text, max_chars)
+    if len(text) <= max_chars:
+        assert out == printable(text)
+    else:   # never half an escape: the kept characters are escaped whole
+        assert out == (f"{printable(text[:max_chars])}... "
+                       f"({len(text) - max_chars:,} more characters)")
+    assert printable(out) == out
+
+
+def test_cutting_by_hand():
+    assert escape("abcdefgh", 5) == "ab..." and escape("abcde", 5) == "abcde"
+    assert escape("\n\t\x1b\u202e" * 3, 5) == "\\n\\t..."
+    assert clipped("abcdefgh", 5) == "abcde... (3 more characters)"
+    assert clipped("\x1b" * 100, 3) == "\\x1b\\x1b\\x1b... (97 more characters)"
+    assert clipped("a\nb", 5) == "a\\nb"

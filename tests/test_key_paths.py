@@ -1,6 +1,9 @@
 """An error names the full key path of what is wrong, whatever the key's spelling."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 from conftest import tiny_hardware, tiny_model
 from hypothesis import given, settings
@@ -8,8 +11,9 @@ from hypothesis import strategies as st
 
 from wsesim.errors import SpecError
 from wsesim.specs import Deployment, HardwareProfile, ModelSpec, deployment_from_mapping
+from wsesim.specs.bounds import MAX_NESTING
 from wsesim.specs.hf_keys import IGNORED_HF_KEYS, unmodelled
-from wsesim.specs.yamlio import _fields, _model_at
+from wsesim.specs.yamlio import _check_depth, _deep_json_path, _fields, _model_at, _outer
 
 
 def data() -> dict:
@@ -85,4 +89,33 @@ def test_an_unknown_key_of_any_case_is_located(place, word):
     ("quantization.weights", "Bits", "did you mean 'bits'?"),
 ])
 def test_the_hint_names_a_key_of_that_mapping(place, word, hint):
-    assert hint in unknown_key_error(place, word).message
+    err = unknown_key_error(place, word)
+    assert err.key == (f"{place}.{word}" if place else word)
+    assert err.message == f"unknown key ({hint})", err.line()
+
+
+# ---- JSON too deep to parse: located by scanning its text ---------------------------
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=6),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner,
+                                                                 max_size=3),
+    max_leaves=8)
+
+
+@settings(max_examples=200, deadline=None)
+@given(JSON_VALUES, st.integers(MAX_NESTING - 4, MAX_NESTING + 4), st.text(max_size=6),
+       st.booleans())
+def test_the_deep_json_scan_locates_as_the_parsed_check(data, depth, key, ascii_only):
+    """The text scan (for JSON too deep to parse) names the path the check of the parsed
+    value names, keys with quotes, brackets and escapes included."""
+    deep = json.loads("[" * depth + "]" * depth)
+    doc = {"a": data, key: [data, {"k[": "]{\"", "d": deep}]}
+    text = json.dumps(doc, ensure_ascii=ascii_only)   # \u escapes, or the characters
+    try:
+        _check_depth(json.loads(text), Path("f.json"))
+        expected = None
+    except SpecError as exc:
+        expected = exc.key
+    found = _deep_json_path(text)
+    assert (_outer(found) if found else None) == expected

@@ -106,3 +106,80 @@ def test_performance_is_finite_anywhere_in_the_accepted_ranges(hw, strategy, waf
     for key in ("tokens_per_s_per_user", "tokens_per_s", "time_per_output_token_s",
                 "ttft_s", "prefill_tokens_per_s", "layer_time_s"):
         assert math.isfinite(perf[key]) and perf[key] > 0, (key, perf[key])
+
+
+def _plan_file(tmp_path) -> str:
+    path = tmp_path / "d.yaml"
+    path.write_text(json.dumps(deployment().model_dump(mode="json")))
+    return str(path)
+
+
+def test_plan_json_is_strict(tmp_path, capsys):
+    assert main(["plan", _plan_file(tmp_path), "--wafers", "1-2", "--format", "json"]) == 0
+    rows = strict_loads(capsys.readouterr().out)["plans"]
+    assert [r["wafers"] for r in rows] == [1, 2]
+    assert all(math.isfinite(r["tokens_per_s"]) for r in rows)
+
+
+def test_plan_json_writes_a_stray_nan_or_infinity_as_null(tmp_path, capsys, monkeypatch):
+    from wsesim.planner import table
+    real = table.plan_rows
+
+    def broken(dep, wafers):   # a planner bug that lets a non-finite figure through
+        rows = real(dep, wafers)
+        rows[0]["tokens_per_s"], rows[0]["tokens_per_s_per_user"] = math.nan, math.inf
+        return rows
+    monkeypatch.setattr(table, "plan_rows", broken)
+    assert main(["plan", _plan_file(tmp_path), "--wafers", "1-1", "--format", "json"]) == 0
+    (row,) = strict_loads(capsys.readouterr().out)["plans"]
+    assert row["tokens_per_s"] is None and row["tokens_per_s_per_user"] is None
+
+
+def test_formats_json_is_strict(capsys):
+    from wsesim.quant import PRESETS
+    assert main(["formats", "--format", "json"]) == 0
+    listed = strict_loads(capsys.readouterr().out)["formats"]
+    assert [f["name"] for f in listed] == list(PRESETS)
+    assert main(["formats", "--cost", "--format", "json"]) == 0
+    costed = strict_loads(capsys.readouterr().out)["formats"]
+    assert [f["name"] for f in costed] == list(PRESETS)
+    assert all(math.isfinite(f["cycles_per_weight"]) for f in costed)
+
+
+def test_formats_cost_json_writes_a_stray_infinity_as_null(capsys, monkeypatch):
+    from wsesim.quant import dequant
+    real = dequant.ops_per_weight
+
+    def broken(fmt, k, n):   # a counting bug that lets an infinite figure through
+        return {**real(fmt, k, n), "shift": math.inf}
+    monkeypatch.setattr(dequant, "ops_per_weight", broken)
+    assert main(["formats", "--cost", "--format", "json"]) == 0
+    rows = strict_loads(capsys.readouterr().out)["formats"]
+    assert all(r["ops_per_weight"]["shift"] is None and r["ops_total"] is None
+               for r in rows)
+
+
+def test_numpy_values_are_written_as_the_numbers_they_hold():
+    """json.dumps refuses numpy's integers, float32 and arrays (TypeError: a traceback
+    instead of an answer); strict_json writes the Python values they hold."""
+    import numpy as np
+    value = {"i": np.int64(3), "f": np.float32(0.5), "b": np.bool_(True),
+             "a": np.array([[1.5, np.nan], [np.inf, 2.0]]), "n": np.float64("-inf"),
+             "l": [np.uint8(7), (np.float16(0.25),)]}
+    assert strict_loads(strict_json.dumps(value)) == {
+        "i": 3, "f": 0.5, "b": True, "a": [[1.5, None], [None, 2.0]], "n": None,
+        "l": [7, [0.25]]}
+
+
+@pytest.mark.parametrize("module,writer", [("wsesim.trace", "write_chrome_trace"),
+                                           ("wsesim.serving.report", "write_trace")])
+def test_a_trace_file_is_strict_json(module, writer, tmp_path, monkeypatch):
+    """Perfetto and chrome://tracing read the file with JSON.parse, which refuses NaN."""
+    import importlib
+    mod = importlib.import_module(module)
+    monkeypatch.setattr(mod, "chrome_trace", lambda *args: {"traceEvents": [
+        {"name": "x", "ph": "X", "ts": 0.0, "dur": math.inf, "args": {"n": math.nan}}]})
+    path = getattr(mod, writer)(*([None] * (2 if "serving" in module else 1)),
+                                tmp_path / "t.json")
+    (event,) = strict_loads(path.read_text())["traceEvents"]
+    assert event["dur"] is None and event["args"]["n"] is None and event["ts"] == 0.0

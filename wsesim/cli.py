@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from pathlib import Path
 from typing import Sequence
 
-from wsesim import __version__
+from wsesim import __version__, strict_json
 from wsesim.errors import (
     MESSAGE_CHARS,
     KeyedError,
@@ -44,8 +45,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from wsesim.sweeps import SweepCancelled, load_sweep, run_sweep, slug
 
     spec = load_sweep(args.file)
@@ -66,8 +65,6 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
-    import json
-
     from wsesim.mapping.plan import Choice
     from wsesim.planner.table import plan_rows, wafer_range
     from wsesim.specs import load_deployment
@@ -79,8 +76,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     with located(args.file):
         rows = plan_rows(dep, wafer_range(args.wafers, dep))
     if args.format == "json":
-        import wsesim
-        print(json.dumps({"wsesim_version": wsesim.__version__, "plans": rows}, indent=2))
+        print(strict_json.dumps({"wsesim_version": __version__, "plans": rows}, indent=2))
     else:
         from rich.console import Console
         from rich.table import Table
@@ -114,7 +110,6 @@ def _default_workers() -> int:
 
 def _dask_address(text: str) -> str:
     """``--executor``: dask://HOST:PORT (connected to later, with a bounded timeout)."""
-    from wsesim.errors import SpecError
     from wsesim.sweeps.executors import parse_dask_address
     try:
         parse_dask_address(text, "--executor")
@@ -125,7 +120,6 @@ def _dask_address(text: str) -> str:
 
 def _workers(text: str) -> int:
     """``--workers``: a whole number from 1 to 4 per CPU of this machine."""
-    from wsesim.errors import SpecError
     from wsesim.sweeps.executors import check_workers
     try:
         value: object = int(text)
@@ -154,7 +148,6 @@ def _positive_int(text: str) -> int:
 def _shipped_names(folder: Path, what: str) -> list[str]:
     """Names of the shipped YAML files in ``folder``; none is an error (a broken install
     or a ``WSESIM_HOME`` without that folder), not an empty listing."""
-    from wsesim.errors import escape
     from wsesim.paths import where_from
     from wsesim.specs import shipped
 
@@ -189,14 +182,11 @@ def _cmd_profiles(args: argparse.Namespace) -> int:
 
 
 def _cmd_formats(args: argparse.Namespace) -> int:
-    import json
-
-    from wsesim import __version__
     from wsesim.quant import PRESET_DESCRIPTIONS, PRESETS
 
     if not (args.cost or args.hardware or args.inputs or args.outputs):
         if args.format == "json":
-            print(json.dumps({"wsesim_version": __version__, "formats": [
+            print(strict_json.dumps({"wsesim_version": __version__, "formats": [
                 {"name": name, "format": fmt.describe(),
                  "description": PRESET_DESCRIPTIONS[name]}
                 for name, fmt in PRESETS.items()]}, indent=2))
@@ -207,9 +197,9 @@ def _cmd_formats(args: argparse.Namespace) -> int:
         return 0
     rows, hw_name, k, n = _format_costs(args)
     if args.format == "json":
-        print(json.dumps({"wsesim_version": __version__, "hardware": hw_name,
-                          "block": {"inputs": k, "outputs": n}, "derived": True,
-                          "formats": rows}, indent=2))
+        print(strict_json.dumps({"wsesim_version": __version__, "hardware": hw_name,
+                                 "block": {"inputs": k, "outputs": n}, "derived": True,
+                                 "formats": rows}, indent=2))
         return 0
     from rich.console import Console
     from rich.table import Table
@@ -255,7 +245,6 @@ def _format_costs(args: argparse.Namespace) -> tuple[list[dict], str, int, int]:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from wsesim import strict_json
     from wsesim.validate import find_cases, load_case, run_cases
 
     results = run_cases([load_case(p) for p in find_cases(args.cases)])
@@ -387,8 +376,6 @@ def _reader_gone() -> int:
     """The reader of stdout closed it (``wsesim models | head -1``): stop quietly, as
     Python's documentation recommends: point stdout at devnull so the flush at exit does
     not fail again, and exit as a process ended by SIGPIPE would."""
-    import os
-
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from wsesim.literal import printable
+from wsesim.literal import clipped, printable
 
 # Longest shown value, key path and message (characters): a line stays readable and no
 # input, however large, is formatted whole.
@@ -30,11 +30,11 @@ SHOWN_INT_BITS = 256
 def escape(text: str, limit: int | None = None) -> str:
     """``text`` on one printable line (:func:`wsesim.literal.printable`: control, format
     and separator characters, lone surrogates from undecodable file names become
-    ``\\n``, ``\\x1b``, ``\\u2028``...), cut to ``limit`` characters with ``...`` if
-    given."""
-    if limit is not None and len(text) > limit:
-        text = text[:max(limit - 3, 0)] + "..."
-    return printable(text)
+    ``\\n``, ``\\x1b``, ``\\u2028``...), cut to ``limit`` characters ending in ``...``
+    if given (:func:`wsesim.literal.clipped`: cut before escaping)."""
+    if limit is None:
+        return printable(text)
+    return clipped(text, limit, say_how_many=False)
 
 
 class _BoundedRepr(reprlib.Repr):

@@ -38,10 +38,17 @@ def markdown_literal(text: object) -> str:
     return "".join(f"\\{ch}" if ch in _MARKDOWN_SPECIAL else ch for ch in printable(text))
 
 
-def clipped(text: object, max_chars: int) -> str:
-    """:func:`printable`, cut to ``max_chars`` characters with a note of how many more
-    there were: for places with room for a name, not a book (figure titles)."""
-    s = printable(text)
+def clipped(text: object, max_chars: int, say_how_many: bool = True) -> str:
+    """:func:`printable` of ``text`` cut to ``max_chars`` characters: for places with
+    room for a name, not a book (figure titles, error lines). The text is cut before it
+    is escaped, so an escape is never split and a huge text is never escaped whole.
+
+    With ``say_how_many``, a longer text keeps ``max_chars`` characters and notes how
+    many more it had (``abc... (5 more characters)``); without, it keeps
+    ``max_chars - 3`` and ends in ``...`` (``max_chars`` characters before escaping)."""
+    s = str(text)
     if len(s) <= max_chars:
-        return s
-    return f"{s[:max_chars]}... ({len(s) - max_chars:,} more characters)"
+        return printable(s)
+    if say_how_many:
+        return f"{printable(s[:max_chars])}... ({len(s) - max_chars:,} more characters)"
+    return printable(s[:max(max_chars - 3, 0)]) + "..."

@@ -3,7 +3,7 @@
 
 The specs' bounds keep every figure finite; should one still not be (a bug), it is
 written as ``null`` (no number) rather than as a token other tools reject or, worse,
-read as a number."""
+read as a number. numpy's numbers and arrays are written as the values they hold."""
 from __future__ import annotations
 
 import json
@@ -12,7 +12,11 @@ from typing import Any
 
 
 def finite_only(value: Any) -> Any:
-    """``value`` with every non-finite float (at any depth) replaced by None."""
+    """``value`` with every non-finite float (at any depth) replaced by None, and numpy
+    scalars and arrays as the Python numbers and lists they hold (which ``json`` writes;
+    numpy is not imported for this)."""
+    if type(value).__module__ == "numpy" and hasattr(value, "tolist"):
+        value = value.tolist()
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):

@@ -2,10 +2,10 @@
 one track per stage and path, per wafer link, in microseconds of simulated time."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from wsesim import strict_json
 from wsesim.result import Result
 from wsesim.sim.tile import TRACE_SEQUENCES, TRACE_STEPS
 
@@ -44,5 +44,5 @@ def chrome_trace(result: Result) -> dict[str, Any]:
 def write_chrome_trace(result: Result, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(chrome_trace(result)))
+    path.write_text(strict_json.dumps(chrome_trace(result)))
     return path

@@ -3,7 +3,6 @@ report with units, and a Chrome trace of the run, bounded in size."""
 from __future__ import annotations
 
 import io
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -257,5 +256,5 @@ def _wafer_of_slots(study: Study) -> dict[int, int | None]:
 def write_trace(study: Study, served: Served, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(chrome_trace(study, served)))
+    path.write_text(strict_json.dumps(chrome_trace(study, served)))
     return path

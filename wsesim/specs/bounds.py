@@ -51,9 +51,11 @@ MAX_GROUPS = MAX_GRID_SIDE  # two-level allreduce groups along a row or column
 MIN_CLOCK_HZ, MAX_CLOCK_HZ = 1e6, 1e11            # 1 MHz .. 100 GHz (WSE: 1.1 GHz)
 MIN_RATE, MAX_RATE = 1e-3, 1e6                    # per-cycle rates: MACs, bytes (WSE: 0.5..16)
 MIN_LINK_BYTES_PER_S, MAX_LINK_BYTES_PER_S = 1e6, 1e15  # inter-wafer (CS-3: 1.5e11)
-MAX_LATENCY_CYCLES = 1e6     # hop, ramp, turn latency; fixed instruction costs (WSE: 1..200)
+MAX_LATENCY_CYCLES = 1e6     # hop, ramp, turn latency; kernel's fixed costs (WSE: 0..640)
 MAX_LATENCY_S = 10.0         # inter-wafer latency (assumed: 5e-6)
-MAX_OPS_PER_ELEMENT = 1e4    # vector instructions per element or per weight (WSE: 2..10)
+# kernel.elementwise_ops: vector instructions per element of rope, exp, rsqrt, silu
+# (WSE: 3..10); at least MIN_RATE, as none of them is free
+MAX_OPS_PER_ELEMENT = 1e4
 
 # ---- simulation work ------------------------------------------------------------
 # The tile simulation sends every sequence's tokens (and prompt chunks) one by one
@@ -163,5 +165,4 @@ Rate = number(MIN_RATE, MAX_RATE, " per cycle")
 LinkBytesPerS = number(MIN_LINK_BYTES_PER_S, MAX_LINK_BYTES_PER_S, " B/s")
 LatencyCycles = number(0, MAX_LATENCY_CYCLES, " cycles")
 LatencyS = number(0, MAX_LATENCY_S, " s")
-OpsPerElement = number(0, MAX_OPS_PER_ELEMENT, " operations")
 PositiveOpsPerElement = number(MIN_RATE, MAX_OPS_PER_ELEMENT, " operations")

@@ -217,26 +217,58 @@ def _parse_json(text: str, path: Path) -> Any:
         raise SpecError(path, str(exc.args[0]), "duplicate key in one object; JSON "
                         "readers would keep only the last") from None
     except RecursionError:
-        raise SpecError(path, "", f"nested more than {MAX_NESTING} levels deep (a bound "
-                        "of wsesim)") from None
+        raise SpecError(path, _outer(_deep_json_path(text)), f"nested more than "
+                        f"{MAX_NESTING} levels deep (a bound of wsesim)") from None
     except ValueError as exc:   # NaN, Infinity, a number Python cannot hold
         raise SpecError(path, "", f"malformed JSON: {escape(str(exc), 120)}") from None
     _check_depth(data, path)
     return data
 
 
+def _deep_json_path(text: str) -> str:
+    """The key path of the first array or object nested deeper than MAX_NESTING, found
+    by scanning the text (for JSON too deep for Python's recursive parser to read);
+    ``""`` if there is none."""
+    frames: list[list[Any]] = []   # [is an object, its current key or index]
+    last = '""'                    # the last string read, quotes included
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == '"':
+            j = i + 1
+            while j < n and text[j] != '"':
+                j += 2 if text[j] == "\\" else 1
+            last, i = text[i:j + 1], j + 1
+            continue
+        if ch in "[{":
+            if len(frames) >= MAX_NESTING:
+                return ".".join(str(key) for _, key in frames)
+            frames.append([ch == "{", "" if ch == "{" else 0])
+        elif ch in "]}" and frames:
+            frames.pop()
+        elif ch == ":" and frames and frames[-1][0]:
+            try:
+                frames[-1][1] = json.loads(last)
+            except ValueError:   # not a well-formed string: shown as written
+                frames[-1][1] = last
+        elif ch == "," and frames and not frames[-1][0]:
+            frames[-1][1] += 1
+        i += 1
+    return ""
+
+
 def _check_depth(data: Any, path: Path) -> None:
     """Refuse JSON nested deeper than MAX_NESTING (iteratively: no recursion)."""
-    todo: list[tuple[Any, int, str]] = [(data, 0, "")]
+    todo: list[tuple[Any, tuple[Any, ...]]] = [(data, ())]
     while todo:
-        value, depth, where = todo.pop()
+        value, where = todo.pop()
         if isinstance(value, (dict, list)):
-            if depth + 1 > MAX_NESTING:
-                raise SpecError(path, _outer(where), f"nested more than {MAX_NESTING} levels deep "
-                                "(a bound of wsesim)")
+            if len(where) + 1 > MAX_NESTING:
+                raise SpecError(path, _outer(".".join(map(str, where))), f"nested more than "
+                                f"{MAX_NESTING} levels deep (a bound of wsesim)")
             items = value.items() if isinstance(value, dict) else enumerate(value)
             for k, v in items:
-                todo.append((v, depth + 1, f"{where}.{k}" if where else str(k)))
+                todo.append((v, (*where, k)))
 
 
 def _fields(cls: Any) -> dict[str, Any] | None:
@@ -347,11 +379,10 @@ def spec_error_from(
     return SpecError(source, key, msg)
 
 
-def validate(model: type[BaseModel], data: Any, source: str | Path, prefix: str = "",
-             context: dict[str, Any] | None = None) -> Any:
+def validate(model: type[BaseModel], data: Any, source: str | Path, prefix: str = "") -> Any:
     """``model.model_validate(data)`` with errors as one located SpecError."""
     try:
-        return model.model_validate(data, context=context)
+        return model.model_validate(data)
     except ValidationError as exc:
         raise spec_error_from(exc, source, model, prefix) from None
     except KeyedError as exc:
