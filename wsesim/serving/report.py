@@ -17,6 +17,7 @@ from wsesim.serving.capacity import MAX_QUEUE_S, Capacity
 from wsesim.serving.engine import TRACE_MICRO_BATCHES, TRACE_REQUESTS
 from wsesim.serving.service import Served, Study
 from wsesim.strict_json import finite_only
+from wsesim.trace import element_events, write_json
 
 ASSUMPTIONS = (
     "Arrivals: the requests and their arrival times are a model (a Poisson, gamma or "
@@ -205,28 +206,14 @@ def chrome_trace(study: Study, served: Served) -> dict[str, Any]:
     the first ``TRACE_MICRO_BATCHES`` micro-batches, in microseconds."""
     run = served.run
     us = 1e6 / study.clock_hz
-    wafer_of = _wafer_of_slots(study)
-    requests_pid = max((w for w in wafer_of.values() if w is not None), default=0) + 2
-    links_pid = requests_pid - 1
-    events: list[dict[str, Any]] = [
-        {"ph": "M", "name": "process_name", "pid": requests_pid,
-         "args": {"name": "requests"}},
-        {"ph": "M", "name": "process_name", "pid": links_pid,
-         "args": {"name": "between wafers"}}]
-    for w in sorted(set(wafer_of.values()) - {None}):
-        events.append({"ph": "M", "name": "process_name", "pid": w,
-                       "args": {"name": f"wafer {w}"}})
-    for k, slot in enumerate(study.costs.slots):
-        pid = wafer_of[k] if wafer_of[k] is not None else links_pid
-        events.append({"ph": "M", "name": "thread_name", "pid": pid, "tid": k,
-                       "args": {"name": slot.name}})
-    for visit in run.visits:
-        for k, (start, end) in enumerate(zip(visit.starts, visit.ends)):
-            if end > start:
-                pid = wafer_of[k] if wafer_of[k] is not None else links_pid
-                events.append({"ph": "X", "name": visit.who, "cat": visit.phase,
-                               "pid": pid, "tid": k, "ts": start * us,
-                               "dur": (end - start) * us})
+    slots = study.costs.slots
+    wafers = [None if s.kind in ("link", "way back") or s.dst is None else s.dst.wafer
+              for s in slots]
+    requests_pid = max((w for w in wafers if w is not None), default=0) + 2
+    events = [{"ph": "M", "name": "process_name", "pid": requests_pid,
+               "args": {"name": "requests"}}]
+    events += element_events([s.name for s in slots], wafers, run.visits, us,
+                             links_pid=requests_pid - 1)
     for i in range(min(len(run.arrival), TRACE_REQUESTS)):
         phases = (("waiting", run.arrival[i], run.admitted[i]),
                   ("prefill", run.admitted[i], run.first_token[i]),
@@ -243,18 +230,5 @@ def chrome_trace(study: Study, served: Served) -> dict[str, Any]:
         "clock_hz": study.clock_hz}}
 
 
-def _wafer_of_slots(study: Study) -> dict[int, int | None]:
-    """The wafer of each element (None: a link between wafers or the way back)."""
-    out: dict[int, int | None] = {}
-    for k, slot in enumerate(study.costs.slots):
-        region = slot.dst
-        out[k] = None if slot.kind in ("link", "way back") or region is None \
-            else region.wafer
-    return out
-
-
 def write_trace(study: Study, served: Served, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(strict_json.dumps(chrome_trace(study, served)))
-    return path
+    return write_json(chrome_trace(study, served), path)
