@@ -197,6 +197,13 @@ BAD_FILES = [
     ("a.jsonl", '{"arrival_s": true, "prompt_tokens": 1, "output_tokens": 1}\n',
      "line 1.arrival_s", "expected a number"),
     ("a.txt", "arrival_s,prompt_tokens,output_tokens\n", "(top level)", ".csv or .jsonl"),
+    # whole numbers too large for a float (OverflowError tracebacks before)
+    ("a.csv", "arrival_s,prompt_tokens,output_tokens\n0,1" + "0" * 400 + ",1\n",
+     "line 2.prompt_tokens", "finite"),
+    ("a.jsonl", '{"arrival_s": 1' + "0" * 400 + ', "prompt_tokens": 1, "output_tokens": 1}\n',
+     "line 1.arrival_s", "finite"),
+    ("a.jsonl", '{"arrival_s": 0, "prompt_tokens": 1' + "0" * 400 + ', "output_tokens": 1}\n',
+     "line 1.prompt_tokens", "finite"),
 ]
 
 

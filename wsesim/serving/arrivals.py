@@ -151,7 +151,11 @@ def _cell(path: Path, where: str, column: str, value: Any) -> float:
                 raise SpecError(path, key, f"expected a number, got {shown}") from None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise SpecError(path, key, f"expected a number, got {shown}")
-    if not math.isfinite(value):
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:   # a whole number too large for a float
+        finite = False
+    if not finite:
         raise SpecError(path, key, f"expected a finite number, got {shown}")
     if column == "arrival_s":
         if value < 0:
