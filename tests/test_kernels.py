@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -293,3 +294,31 @@ def test_the_readme_validation_table_is_current():
     now = subprocess.run([sys.executable, "docs/validation_table.py"], capture_output=True,
                          text=True, check=True).stdout
     assert shown.strip() == now.strip()
+
+
+@given(st.floats(min_value=0, max_value=1e9, allow_nan=False))
+def test_a_written_constant_reads_back_as_its_number(value):
+    """``{:.4g}`` wrote 2e+04 and 1e-05, which YAML reads back as strings."""
+    from wsesim.calibrate import yaml_number
+    back = yaml.safe_load(f"x: {yaml_number(value)}")["x"]
+    assert isinstance(back, float) and back == float(f"{value:.4g}")
+
+
+@pytest.mark.parametrize("path", ["kernel.vector_op_cyles", "kernel.dequant.int16_lanes"])
+def test_a_calibrated_constant_the_profile_does_not_state_is_one_line(monkeypatch, capsys,
+                                                                       path):
+    """A misspelt constant (KeyError) or an optional one left unset (float(None)) gave a
+    traceback."""
+    import wsesim.calibrate as cal
+    from wsesim.calibrate import cases_by_profile
+    case = cases_by_profile()["wse3"][0]
+    k = case.hardware.kernel
+    hw = case.hardware.model_copy(update={"kernel": k.model_copy(update={
+        "calibrated": k.calibrated.model_copy(update={"constants": [path]})})})
+    monkeypatch.setattr(cal, "cases_by_profile",
+                        lambda: {"wse3": [SimpleNamespace(name=case.name, hardware=hw)]})
+    assert cal.main(["wse3", "--no-loo"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("error: ") and "wse3.yaml: kernel.calibrated.constants: " in err
+    assert repr(path) in err

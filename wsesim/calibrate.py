@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -21,6 +22,7 @@ from typing import Callable, Sequence
 import numpy as np
 import yaml
 
+from wsesim.errors import SpecError
 from wsesim.paths import profiles_dir
 from wsesim.specs import HardwareProfile
 from wsesim.validate import (
@@ -138,11 +140,17 @@ def _calibrated_block(values: dict[str, float], cases: list[str], indent: str) -
             + _flow_list("cases", cases, indent + "  "))
 
 
+def yaml_number(value: float) -> str:
+    """``value`` to four significant digits as YAML reads a float back (``2e+04`` and
+    ``1e-05``, as ``{:.4g}`` writes them, are strings to a YAML 1.1 reader)."""
+    return yaml.safe_dump(float(f"{value:.4g}")).splitlines()[0]
+
+
 def write_profile(path: Path, fit: Fit, cases: list[str]) -> None:
     """Put the fitted values and the cases they came from into the profile file."""
     text = path.read_text(encoding="utf-8")
     for name, value in fit.values.items():
-        text = _set_in_yaml(text, name, f"{value:.4g}")
+        text = _set_in_yaml(text, name, yaml_number(value))
     block = re.compile(r"^(\s*)calibrated:.*\n(\1 .*\n)*", re.M)
     m = block.search(text)
     if m is None:
@@ -205,7 +213,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if hw is None or not hw.kernel.calibrated.constants:
             print(f"{profile}: no validation cases or no calibrated constants: skipped")
             continue
-        start = {name: constant_value(hw, name) for name in hw.kernel.calibrated.constants}
+        try:
+            start = {name: constant_value(hw, name)
+                     for name in hw.kernel.calibrated.constants}
+        except KeyError as exc:
+            print(SpecError(profiles_dir() / f"{profile}.yaml",
+                            "kernel.calibrated.constants", f"{exc.args[0]!r} is not a "
+                            "number this profile states").line(), file=sys.stderr)
+            return 2
         print(f"{profile}: fitting {', '.join(start)} on {len(cases)} cases ...",
               flush=True)
         fit = calibrate(cases, start, leave_one_out=not args.no_loo)

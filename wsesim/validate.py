@@ -160,13 +160,13 @@ def find_cases(names: list[str] | None = None) -> list[Path]:
 def constant_slot(data: dict[str, Any], path: str) -> tuple[dict[str, Any], str]:
     """The mapping of a profile's ``model_dump()`` that holds the number at dotted
     ``path`` (``kernel.vector_op_cycles``, ``macs_per_cycle.fp16``), and its key; a
-    KeyError if there is no such number."""
+    KeyError if there is no such number (an optional key left unset is none)."""
     node: Any = data
     *parents, last = path.split(".")
     for part in parents:
         node = node.get(part) if isinstance(node, dict) else None
     if not isinstance(node, dict) or last not in node or \
-            isinstance(node[last], (bool, str, dict, list)):
+            isinstance(node[last], (bool, str, dict, list, type(None))):
         raise KeyError(path)
     return node, last
 
