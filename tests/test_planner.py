@@ -380,3 +380,13 @@ def test_the_search_function_is_not_shadowing_a_module_of_the_same_name():
     assert importlib.util.find_spec("wsesim.planner.search") is None
     assert wsesim.planner.search is wsesim.planner.policy.search is search
     assert callable(wsesim.planner.search)
+
+
+def test_a_choice_in_words_says_when_it_is_balanced_by_time():
+    """wsesim plan's table printed a time-balanced plan as if cut by bytes (only the
+    run's report added the balance, in two wordings)."""
+    assert Choice("grouped", 4).describe() == "grouped, 4 regions per wafer"
+    assert Choice("grouped", 4, "time").describe() == \
+        "grouped, 4 regions per wafer, balanced by time"
+    assert Choice("pipeline", None, "time").describe() == "pipeline, balanced by time"
+    assert Choice("sequential").describe() == "sequential"

@@ -119,8 +119,6 @@ def mapping_words(r: Result) -> str:
     """The mapping in words: the concrete strategy, its regions, how it was found."""
     m = r.mapping or {"strategy": r.strategy}
     what = Choice.from_row(m).describe()
-    if m.get("balance") == "time":
-        what += ", balanced by time"
     if m.get("requested") == "auto":
         goal = {"tokens_per_s_per_user": "tokens/s per user",
                 "tokens_per_s": "tokens/s of all users"}[m["objective"]]
@@ -136,8 +134,6 @@ def candidate_rows(r: Result) -> list[tuple[str, str, str, str, str]]:
     out = []
     for c in (r.mapping or {}).get("candidates", []):
         plan = Choice.from_row(c).describe()
-        if c["balance"] == "time":
-            plan += ", by time"
         out.append((plan, f"{c['tokens_per_s_per_user']:,.1f}", f"{c['tokens_per_s']:,.1f}",
                     "" if c["max_pe_bytes"] is None else f"{c['max_pe_bytes']:,}",
                     "yes" if c["fits"] else "NO"))

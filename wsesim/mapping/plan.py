@@ -268,10 +268,11 @@ class Choice:
         return cls(row["strategy"], row.get("regions_per_wafer"), row.get("balance", "bytes"))
 
     def describe(self) -> str:
-        """The strategy in words (``grouped, 4 regions per wafer``)."""
+        """The choice in words (``grouped, 4 regions per wafer, balanced by time``)."""
+        words = self.strategy
         if self.strategy == "grouped":
-            return f"grouped, {self.regions_per_wafer} regions per wafer"
-        return self.strategy
+            words += f", {self.regions_per_wafer} regions per wafer"
+        return words + (", balanced by time" if self.balance == "time" else "")
 
 
 @lru_cache(maxsize=1 << 16)
