@@ -39,7 +39,7 @@ def sweep_spec(contexts: list[int], performance: bool) -> dict:
 
 def phases() -> None:
     """Where one point's time goes, on a few representative points."""
-    from wsesim.fit import fewest_wafers
+    from wsesim.run import fewest_wafers
     from wsesim.mapping.plan import make_plan
     from wsesim.memory import build_ledger
     from wsesim.performance import simulate_performance

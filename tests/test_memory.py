@@ -5,7 +5,8 @@ from conftest import deployment, tiny_hardware, tiny_model
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from wsesim.fit import fewest_wafers, plan_fits
+from wsesim.fit import plan_fits
+from wsesim.run import fewest_wafers
 from wsesim.mapping.plan import make_plan, max_wafers
 from wsesim.memory import build_ledger, fullest_pe_bytes
 from wsesim.quant import packed_bytes

@@ -20,7 +20,7 @@ from wsesim.planner import fewest_wafers_any, search
 from wsesim.planner.policy import score
 from wsesim.perf.model import build_model
 from wsesim.planner.space import RATING_STEPS, PlanMaker, stages_per_wafer
-from wsesim.run import simulate
+from wsesim.run import fewest_wafers, simulate
 
 
 def tight(sram: int, batch: int = 1, objective: str = "tokens_per_s_per_user",
@@ -177,6 +177,7 @@ def test_fewest_wafers_on_which_some_plan_fits_matches_a_brute_force():
             break
     assert brute is not None and brute > 1
     assert fewest_wafers_any(dep).wafers == brute
+    assert fewest_wafers(dep) == brute
     result = simulate(dep)
     assert result.wafers == brute and result.memory.fits
 

@@ -140,7 +140,3 @@ def search_wafers(dep: Deployment, known: dict[int, Plan] | None = None) -> Wafe
     return WaferSearch(dep, None, last, known)
 
 
-def fewest_wafers(dep: Deployment, known: dict[int, Plan] | None = None) -> int | None:
-    """Fewest wafers on which ``dep`` fits (None if no count does); see
-    :func:`search_wafers` for by how much the count below missed."""
-    return search_wafers(dep, known).wafers

@@ -178,6 +178,12 @@ def fewest_wafers_search(dep: Deployment, known: dict | None = None) -> Any:
     return search_wafers(dep, known)
 
 
+def fewest_wafers(dep: Deployment, known: dict | None = None) -> int | None:
+    """Fewest wafers on which ``dep`` fits (None if no count does): its own strategy's
+    plan, or with ``strategy: auto`` any plan the search makes."""
+    return fewest_wafers_search(dep, known).wafers
+
+
 def simulate(dep: Deployment, with_performance: bool = True,
              find_min_wafers: bool = True, trace: bool = False) -> Result:
     """Plan ``dep`` (finding the fewest wafers for ``wafers: auto``), account every PE's
