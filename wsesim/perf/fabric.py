@@ -23,6 +23,11 @@ import numpy as np
 from wsesim.perf.cost import Cost, Num, later, stack
 from wsesim.specs import HardwareProfile
 
+# Bytes per element the SDK collectives library (the chain allreduce) moves: it reduces
+# fp32, whatever the activations' width (collectives_2d's reduce_fadds, as the measured
+# chain GEMV's pe.csl calls it: validation/wse3-chaingemv-*.yaml).
+LIBRARY_ELEMENT_BYTES = 4.0
+
 ALGORITHMS = ("chain", "tree", "two-level")
 
 
@@ -108,7 +113,7 @@ class Fabric:
         if n <= 1:
             return Cost()
         if algorithm == "chain":
-            wide = max(element_bytes, 4.0)
+            wide = max(element_bytes, LIBRARY_ELEMENT_BYTES)
             there_and_back = self.chain(n - 1, 1, elements, wide) + \
                 self.broadcast(n - 1, elements, wide)
             return replace(there_and_back, overhead=2 * self.library_call)

@@ -116,11 +116,6 @@ def route_switches(kn: Kernels, lines: list[tuple[str, int]]) -> Cost:
     return Cost(overhead=kn.route_switch * switches)
 
 
-def _axis(tb: TensorBlock) -> str:
-    """The axis of the region a linear's partial sums are reduced along."""
-    return tb.k_axis
-
-
 def _norm(kn: Kernels, hidden_slice: int, reduce_over: int, tokens: Num) -> Cost:
     """RMSNorm: squares and their local sum, an allreduce of the sums, rsqrt, scale."""
     return (kn.pe.vector(hidden_slice * tokens, 2) + kn.allreduce(reduce_over, tokens)
@@ -183,9 +178,9 @@ def attention_cost(kn: Kernels, content: StageContent, rows: int, cols: int,
         linear(kn, o, rows, cols, tokens),
         _bias(kn, content, "o_proj", h_r, tokens),
         kn.pe.vector(h_r * tokens),                              # residual add
-        route_switches(kn, [("rows", rows), (_axis(qkv), qkv_over),
+        route_switches(kn, [("rows", rows), (qkv.k_axis, qkv_over),
                             ("cols", cols_per_head), ("rows", rows), ("rows", rows),
-                            ("rows", rows), (_axis(o), o_over)]),
+                            ("rows", rows), (o.k_axis, o_over)]),
     ]
     return total_of(parts)
 
@@ -199,8 +194,8 @@ def mlp_cost(kn: Kernels, content: StageContent, rows: int, cols: int,
     h_r, both, gate_up_over = _largest(gate_up, rows, cols)
     f = both // 2 + both % 2
     return total_of([
-        route_switches(kn, [("rows", rows), (_axis(gate_up), gate_up_over),
-                            (_axis(down), _largest(down, rows, cols)[2])]),
+        route_switches(kn, [("rows", rows), (gate_up.k_axis, gate_up_over),
+                            (down.k_axis, _largest(down, rows, cols)[2])]),
         _norm(kn, h_r, rows, tokens),
         linear(kn, gate_up, rows, cols, tokens),
         _bias(kn, content, "gate_proj", both, tokens),
@@ -218,7 +213,7 @@ def lm_head_cost(kn: Kernels, content: StageContent, rows: int, cols: int,
     assert head is not None
     h_r, v_c, head_over = _largest(head, rows, cols)
     return total_of([
-        route_switches(kn, [("rows", rows), (_axis(head), head_over), ("cols", cols)]),
+        route_switches(kn, [("rows", rows), (head.k_axis, head_over), ("cols", cols)]),
         _norm(kn, h_r, rows, tokens),
         linear(kn, head, rows, cols, tokens),
         kn.pe.vector(v_c * tokens),                 # local argmax

@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from wsesim.perf.fabric import group_layout
+from wsesim.perf.fabric import LIBRARY_ELEMENT_BYTES, group_layout
 
 SEND, FWD, ACC, BCAST, RECV, ACCN = range(6)
 
@@ -46,7 +46,7 @@ class LinePlan:
     @property
     def element_bytes(self) -> float:
         """The least bytes per element on the fabric (the library reduces fp32)."""
-        return 4.0 if self.library else 0.0
+        return LIBRARY_ELEMENT_BYTES if self.library else 0.0
 
 
 def _empty(n: int, phases: int) -> list[list]:
