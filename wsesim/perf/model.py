@@ -286,19 +286,16 @@ def build_model(plan: Plan, coster: StageCoster = closed_form_costs,
             region = group[0].region
             alone = len(group) == 1
             priced = [costs(s, alone) for s in group]
+            name = group_name(group, wp.wafer, region.pes == rows * grid_cols)
             if prev is not None or wp.wafer > 0:   # the first wafer's first region: none
                 path = Element(
-                    f"path into {group[0].name}" if alone else
-                    f"path into {group_name(group, wp.wafer, region.pes == rows * grid_cols)}",
-                    (), region_path(kn, prev, region, hidden, 1),
+                    f"path into {name}", (), region_path(kn, prev, region, hidden, 1),
                     region_path(kn, prev, region, hidden, chunk_tokens), delay_is_latency=True)
                 elements.append(path)
                 stage_decode.append((group[0], path.decode))
             stage_decode += [(s, c[0]) for s, c in zip(group, priced)]
             elements.append(Element(
-                group[0].name if alone else
-                group_name(group, wp.wafer, region.pes == rows * grid_cols),
-                tuple(group),
+                name, tuple(group),
                 total_of([c[0] for c in priced]), total_of([c[1] for c in priced])))
             prev = region
         segments.append(Segment(wp.wafer, elements))

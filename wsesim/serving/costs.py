@@ -132,8 +132,7 @@ class BatchCosts:
                 region = group[0].region
                 assert region is not None
                 alone = len(group) == 1
-                name = group[0].name if alone else group_name(
-                    group, w, region.pes == rows * cols)
+                name = group_name(group, w, region.pes == rows * cols)
                 if prev is not None or w > 0:
                     slots.append(_Slot("path", f"path into {name}", src=prev, dst=region))
                 slots.append(_Slot("stages", name, dst=region, stages=tuple(group),

@@ -65,9 +65,8 @@ class Engine:
         self.arrival = np.asarray(arrival_cycles, dtype=float)
         self.prompt = np.asarray(prompt, dtype=np.int64)
         self.output = np.asarray(output, dtype=np.int64)
-        self.sched = Scheduler(self.prompt, self.output, kv.need(kv_tokens), kv.slots.copy(),
+        self.sched = Scheduler(self.prompt, self.output, kv.need(kv_tokens), kv.slots,
                                max_stage_batch, chunk_tokens)
-        self.slots = kv.slots
         self.admitted = np.full(n, np.nan)
         self.first = np.full(n, np.nan)
         self.finished = np.full(n, np.nan)
@@ -131,8 +130,8 @@ class Engine:
         ev.callbacks.append(callback)
 
     def _record(self) -> None:
-        share = float(np.max(self.sched.used / np.maximum(self.slots, 1))) \
-            if len(self.slots) else 0.0
+        slots = self.sched.slots
+        share = float(np.max(self.sched.used / np.maximum(slots, 1))) if len(slots) else 0.0
         self.records.append((self.env.now, self.running, len(self.sched.waiting), share))
 
     def _on_timer(self, gen: int) -> None:
