@@ -63,7 +63,7 @@ def test_ledger_totals_are_exact_and_never_negative(dep):
     m, wl = dep.model, dep.workload
     rows, cols = dep.grid_shape
     # fp16 KV cache: every token of every sequence, K and V, in every layer, 2 B each
-    kv = m.num_hidden_layers * 2 * wl.batch_size * wl.kv_tokens * m.kv_dim * 2
+    kv = m.num_hidden_layers * 2 * wl.batch_size * wl.context_tokens * m.kv_dim * 2
     assert ledger.total("kv_cache") == kv
     assert ledger.by_tensor["kv_cache"].payload_bytes == kv
     for name, (out, inp) in {"q_proj": (m.q_dim, m.hidden_size),

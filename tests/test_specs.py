@@ -28,7 +28,7 @@ def test_quantization_full_form_and_preset_with_overrides():
 def test_defaults():
     dep = deployment(workload={}, mapping={})
     assert dep.workload.batch_size == 1
-    assert dep.workload.kv_tokens == dep.workload.prompt_tokens + dep.workload.output_tokens
+    assert dep.workload.context_tokens == dep.workload.prompt_tokens + dep.workload.output_tokens
     assert dep.mapping.strategy == "pipeline" and dep.simulation.fidelity == "tile"
 
 

@@ -237,7 +237,7 @@ def simulate(dep: Deployment, with_performance: bool = True,
         quantization={k: getattr(q, k).describe() for k in
                       ("weights", "embeddings", "kv_cache", "activations")},
         workload={"batch_size": wl.batch_size, "prompt_tokens": wl.prompt_tokens,
-                  "output_tokens": wl.output_tokens, "context_length": wl.kv_tokens,
+                  "output_tokens": wl.output_tokens, "context_length": wl.context_tokens,
                   "kv_cache_tokens": dep.kv_tokens},
         memory=memory, partition=partition_summary(ledger), performance=performance,
         min_wafers=min_wafers, min_wafers_detail=miss,

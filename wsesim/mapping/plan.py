@@ -196,7 +196,7 @@ def stage_units(dep: Deployment, wafers: int) -> tuple[list[list[Stage]], list[s
         notes.append(
             f"sliding window: each token attends to at most the last "
             f"{m.attention_window:,} tokens, and the KV cache holds {dep.kv_tokens:,} "
-            f"tokens per sequence (of a {wl.kv_tokens:,}-token context)")
+            f"tokens per sequence (of a {wl.context_tokens:,}-token context)")
     buffers = ActivationBuffers(q.activations, m.hidden_size)
     shared_table = m.tie_word_embeddings and wafers == 1
     if not shared_table:

@@ -56,8 +56,10 @@ class WorkloadSpec(BaseModel):
         return self.prompt_tokens + self.output_tokens
 
     @property
-    def kv_tokens(self) -> int:
-        """Tokens of KV cache provisioned per sequence."""
+    def context_tokens(self) -> int:
+        """Tokens of context per sequence: ``context_length``, else prompt plus output
+        (what the sequence could attend to; the KV cache held is ``Deployment.kv_tokens``,
+        shorter under a sliding window)."""
         return self.context_length or self.sequence_tokens
 
 
@@ -238,7 +240,7 @@ class Deployment(BaseModel):
         """Tokens of KV cache held per sequence: the context, or the model's sliding
         window if that is shorter."""
         window = self.model.attention_window
-        tokens = self.workload.kv_tokens
+        tokens = self.workload.context_tokens
         return tokens if window is None else min(tokens, window)
 
     @property
