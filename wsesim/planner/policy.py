@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wsesim.errors import KeyedError
-from wsesim.fit import WaferSearch, fewest_wafers_bound, fullest_pe_bounds, plan_fits
+from wsesim.fit import WaferSearch, fewest_wafers_bound, fullest_pe_bounds
 from wsesim.mapping.plan import Choice, Plan, max_wafers
 from wsesim.memory import fullest_pe_bytes
 from wsesim.perf.model import PerformanceModel, max_tokens_per_cycle
@@ -256,7 +256,7 @@ def fewest_wafers_any(dep: Deployment) -> WaferSearch:
         for low, plan in plans:
             if low > sram:
                 break
-            if plan_fits(plan):
+            if fullest_pe_bytes(plan) <= sram:   # its bounds straddle SRAM: the ledger
                 return WaferSearch(dep, wafers, _below(wafers), closest)
         if plans:
             closest[wafers] = plans[0][1]
