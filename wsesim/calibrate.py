@@ -17,7 +17,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import yaml
@@ -60,9 +60,7 @@ def relative_errors(cases: Sequence[Case], values: dict[str, float]) -> np.ndarr
                      for c in cases])
 
 
-def least_squares_fit(cases: Sequence[Case], start: dict[str, float],
-                      errors: Callable[[Sequence[Case], dict[str, float]], np.ndarray]
-                      = relative_errors) -> dict[str, float]:
+def least_squares_fit(cases: Sequence[Case], start: dict[str, float]) -> dict[str, float]:
     """Constants minimizing the sum of squared relative errors over ``cases``."""
     from scipy.optimize import least_squares
 
@@ -71,26 +69,26 @@ def least_squares_fit(cases: Sequence[Case], start: dict[str, float],
     scale = np.maximum(np.abs(x0), 1.0)
 
     def residuals(x: np.ndarray) -> np.ndarray:
-        return errors(cases, dict(zip(names, x * scale)))
+        return relative_errors(cases, dict(zip(names, x * scale)))
 
     fit = least_squares(residuals, x0 / scale, bounds=(0.0, np.inf), diff_step=RELATIVE_STEP,
                         ftol=TOLERANCE, xtol=TOLERANCE, gtol=TOLERANCE)
     return dict(zip(names, (fit.x * scale).tolist()))
 
 
-def calibrate(cases: Sequence[Case], start: dict[str, float], leave_one_out: bool = True,
-              errors: Callable[[Sequence[Case], dict[str, float]], np.ndarray]
-              = relative_errors) -> Fit:
+def calibrate(cases: Sequence[Case], start: dict[str, float], leave_one_out: bool = True
+              ) -> Fit:
     """The joint fit over ``cases`` and, with ``leave_one_out``, one refit per case
     without it (started from the joint fit) and that case's error with it."""
-    values = least_squares_fit(cases, start, errors)
+    values = least_squares_fit(cases, start)
     fit = Fit(values, dict(zip((c.name for c in cases),
-                               map(float, errors(cases, values)))))
+                               map(float, relative_errors(cases, values)))))
     if leave_one_out and len(cases) > len(start):
         for i, case in enumerate(cases):
             rest = [c for j, c in enumerate(cases) if j != i]
-            fit.loo_values[case.name] = least_squares_fit(rest, values, errors)
-            fit.loo_errors[case.name] = float(errors([case], fit.loo_values[case.name])[0])
+            fit.loo_values[case.name] = least_squares_fit(rest, values)
+            loo = fit.loo_values[case.name]
+            fit.loo_errors[case.name] = float(relative_errors([case], loo)[0])
     return fit
 
 

@@ -9,6 +9,7 @@ import numpy as np
 from wsesim.mapping.plan import Plan
 from wsesim.perf.compute import PECompute
 from wsesim.perf.cost import CAUSES
+from wsesim.perf.stages import largest_block
 from wsesim.perf.model import (
     PerformanceModel,
     build_model,
@@ -157,8 +158,7 @@ def _largest_weight_block(plan: Plan) -> tuple[int, int] | None:
         for tb in stage.content.tensors:
             if tb.fmt != fmt or tb.tensor.kind != "linear":
                 continue
-            k, _, n = tb.cuts(stage.region.rows, stage.region.cols)
-            block = (int(np.max(k)), int(np.max(n)))
+            block = largest_block(tb, stage.region.rows, stage.region.cols)[:2]
             if best is None or block[0] * block[1] > best[0] * best[1]:
                 best = block
     return best

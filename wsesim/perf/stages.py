@@ -82,7 +82,7 @@ class Kernels:
                                           self.groups)
 
 
-def _largest(tb: TensorBlock, rows: int, cols: int) -> tuple[int, int, int]:
+def largest_block(tb: TensorBlock, rows: int, cols: int) -> tuple[int, int, int]:
     """(inputs, outputs, PEs reduced over) of the busiest block of a linear."""
     k, _, n = tb.cuts(rows, cols)
     return int(k.max()), int(n.max()), rows if tb.k_axis == "rows" else cols
@@ -90,7 +90,7 @@ def _largest(tb: TensorBlock, rows: int, cols: int) -> tuple[int, int, int]:
 
 def linear(kn: Kernels, tb: TensorBlock, rows: int, cols: int, tokens: Num) -> Cost:
     """Local products for ``tokens`` tokens, dequantization, the partial-sum allreduce."""
-    k, n, reduce_over = _largest(tb, rows, cols)
+    k, n, reduce_over = largest_block(tb, rows, cols)
     return (local_products(kn.pe, tokens, k, n, tb.fmt)
             + kn.allreduce(reduce_over, n * tokens))
 
@@ -149,8 +149,8 @@ def attention_cost(kn: Kernels, content: StageContent, rows: int, cols: int,
     qkv = fused(content, ("q_proj", "k_proj", "v_proj"))
     o = find_tensor(content, "o_proj")
     assert o is not None
-    h_r, qkv_n, qkv_over = _largest(qkv, rows, cols)
-    o_over = _largest(o, rows, cols)[2]
+    h_r, qkv_n, qkv_over = largest_block(qkv, rows, cols)
+    o_over = largest_block(o, rows, cols)[2]
     q_cols = int(find_tensor(content, "q_proj").cuts(rows, cols)[2].max())  # type: ignore
     kv_cols = int(find_tensor(content, "k_proj").cuts(rows, cols)[2].max())  # type: ignore
     heads = kn.attention_heads
@@ -191,11 +191,11 @@ def mlp_cost(kn: Kernels, content: StageContent, rows: int, cols: int,
     gate_up = fused(content, ("gate_proj", "up_proj"))
     down = find_tensor(content, "down_proj")
     assert down is not None
-    h_r, both, gate_up_over = _largest(gate_up, rows, cols)
+    h_r, both, gate_up_over = largest_block(gate_up, rows, cols)
     f = both // 2 + both % 2
     return total_of([
         route_switches(kn, [("rows", rows), (gate_up.k_axis, gate_up_over),
-                            (down.k_axis, _largest(down, rows, cols)[2])]),
+                            (down.k_axis, largest_block(down, rows, cols)[2])]),
         _norm(kn, h_r, rows, tokens),
         linear(kn, gate_up, rows, cols, tokens),
         _bias(kn, content, "gate_proj", both, tokens),
@@ -211,7 +211,7 @@ def lm_head_cost(kn: Kernels, content: StageContent, rows: int, cols: int,
     """Final norm, the vocabulary projection, and the argmax across the vocabulary."""
     head = find_tensor(content, "lm_head")
     assert head is not None
-    h_r, v_c, head_over = _largest(head, rows, cols)
+    h_r, v_c, head_over = largest_block(head, rows, cols)
     return total_of([
         route_switches(kn, [("rows", rows), (head.k_axis, head_over), ("cols", cols)]),
         _norm(kn, h_r, rows, tokens),
