@@ -190,7 +190,7 @@ def test_a_later_prefill_chunk_attends_to_more_tokens():
     first = attention_prefill_meshgemm(kn, att, 8, 8, 128, 128)
     last = attention_prefill_meshgemm(kn, att, 8, 8, 128, 512)
     assert float(last.total) > float(first.total)
-    pe_cost, _ = P.mesh_prefill(kn, att, 8, 8, 128, 512)
+    pe_cost, _, _ = P.mesh_prefill(kn, att, 8, 8, 128, 512)
     assert float(pe_cost.total) == pytest.approx(float(last.total), rel=TOL)
 
 
@@ -202,7 +202,7 @@ def test_a_sliding_window_caps_attention_at_the_pe_level_too():
     att, mlp = plan.wafers[0].stages[1].content, plan.wafers[0].stages[2].content
     agree(P.stage(kn, att, 8, 8, 512), tol=0.02)
     agree(P.layer(kn, att, mlp, 8, 8, 512), tol=0.02)
-    pe_cost, _ = P.mesh_prefill(kn, att, 8, 8, 128, 512)
+    pe_cost, _, _ = P.mesh_prefill(kn, att, 8, 8, 128, 512)
     closed = attention_prefill_meshgemm(kn, att, 8, 8, 128, 512)
     assert float(pe_cost.total) == pytest.approx(float(closed.total), rel=TOL)
     assert float(pe_cost.total) < float(P.mesh_prefill(replace(kn, window=None), att,
@@ -613,3 +613,19 @@ def test_a_deployment_region_past_the_pe_limit_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: {path}: simulation.fidelity: ")
     assert f"{MAX_REGION_PES:,}" in err[0]
+
+
+def test_an_extrapolated_meshgemm_says_so_and_a_short_one_does_not():
+    """Both MeshGEMM callers (a kernel case, a prefill stage) simulate every step up to
+    MESH_ROUNDS and say when the rest is extrapolated."""
+    hw = load_hardware("wse3")
+    said = "of the 14 MeshGEMM steps simulated; the rest extrapolated"
+    long = P.kernel_op(KernelSpec(hardware=hw, fidelity="pe", op="gemm", grid=[14, 14],
+                                  m=140, k=140, n=140))
+    short = P.kernel_op(KernelSpec(hardware=hw, fidelity="pe", op="gemm", grid=[8, 8],
+                                   m=64, k=128, n=64))
+    assert P.MESH_ROUNDS < 14 and any(said in n for n in long.notes)
+    assert not any("extrapolated" in n for n in short.notes)
+    kn, plan = P.kernels_for("wse3", 14, 14, hidden=256, context=64)
+    mlp = next(s.content for s in plan.stages if s.content.part == "mlp")
+    assert any(said in n for n in P.prefill(kn, mlp, 14, 14, 32).notes)

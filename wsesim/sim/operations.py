@@ -30,7 +30,7 @@ from wsesim.perf.stages import (
 from wsesim.quant import QuantFormat
 from wsesim.sim.netrun import NetRun
 from wsesim.sim.program import Program, area, make_net
-from wsesim.sim.stage_programs import MESH_ROUNDS, StageProgram, mesh_prefill
+from wsesim.sim.stage_programs import StageProgram, extrapolated_steps, mesh_prefill
 from wsesim.specs import TensorShape
 from wsesim.specs.kernel import KernelSpec
 
@@ -163,15 +163,9 @@ def kernel_op(spec: KernelSpec) -> OpResult:
     if spec.op == "gemm":
         assert spec.m is not None and spec.k is not None and spec.n is not None
         steps, mt, kt, nt = meshgemm_tiles(rows, cols, spec.m, spec.k, spec.n)
-        if steps <= MESH_ROUNDS:
-            run = _kernel_meshgemm(kn, rows, cols, mt, kt, nt, steps)
-            return OpResult("gemm", run.cost, _scalar(closed), run)
-        r0, r1 = MESH_ROUNDS // 2, MESH_ROUNDS
-        a = _kernel_meshgemm(kn, rows, cols, mt, kt, nt, r0)
-        b = _kernel_meshgemm(kn, rows, cols, mt, kt, nt, r1)
-        x = (steps - r1) / (r1 - r0)
-        note = f"{r0} and {r1} of the {steps} MeshGEMM steps simulated; the rest extrapolated"
-        return OpResult("gemm", b.cost * (1 + x) + a.cost * (-x), _scalar(closed), b, [note])
+        cost, run, notes = extrapolated_steps(
+            lambda r: _kernel_meshgemm(kn, rows, cols, mt, kt, nt, r), steps)
+        return OpResult("gemm", cost, _scalar(closed), run, notes)
     prog = Program(kn, make_net(kn, rows, cols))
     if spec.op == "gemv":
         assert spec.m is not None and spec.n is not None
@@ -267,11 +261,8 @@ def prefill(kn: Kernels, content: Any, rows: int, cols: int, tokens: int) -> OpR
     """A prompt of ``tokens`` tokens through a layer's attention or MLP spread over the
     whole ``rows x cols`` grid, every product a MeshGEMM (``mapping: sequential``), at
     PE level and in closed form (``wsesim.perf.stages.*_prefill_meshgemm``)."""
-    cost, run = mesh_prefill(kn, content, rows, cols, tokens, tokens)
+    cost, run, notes = mesh_prefill(kn, content, rows, cols, tokens, tokens)
     closed = attention_prefill_meshgemm if content.part == "attention" else \
         mlp_prefill_meshgemm
-    notes = [] if max(rows, cols) <= MESH_ROUNDS else [
-        (f"{MESH_ROUNDS // 2} and {MESH_ROUNDS} of the {max(rows, cols)} MeshGEMM steps "
-         "simulated; the rest extrapolated")]
     return OpResult(f"prefill {content.part}", cost,
                     _scalar(closed(kn, content, rows, cols, tokens)), run, notes)

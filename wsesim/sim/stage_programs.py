@@ -5,7 +5,7 @@ the closed forms (the same kernels, simulated message by message)."""
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -223,17 +223,25 @@ def _mesh_run(kn: Kernels, content: Any, rows: int, cols: int, tokens: int, cont
     return prog.run()
 
 
-def mesh_prefill(kn: Kernels, content: Any, rows: int, cols: int, tokens: int,
-                 context: int) -> tuple[Cost, NetRun]:
-    """A prompt chunk attending to ``context`` tokens through a sequential stage by
-    MeshGEMM at PE level (every step simulated up to ``MESH_ROUNDS``, else
-    extrapolated from two shorter runs)."""
-    steps = max(rows, cols)
+def extrapolated_steps(run_at: Callable[[int], NetRun], steps: int
+                       ) -> tuple[Cost, NetRun, list[str]]:
+    """A MeshGEMM of ``steps`` steps at PE level: every step simulated up to
+    ``MESH_ROUNDS``; beyond, extrapolated linearly from runs of ``MESH_ROUNDS // 2`` and
+    ``MESH_ROUNDS`` steps (every step is alike), with a note saying so. ``run_at(r)``
+    simulates r steps; returns the cost, the longer run and the notes."""
     if steps <= MESH_ROUNDS:
-        run = _mesh_run(kn, content, rows, cols, tokens, context, steps)
-        return run.cost, run
+        run = run_at(steps)
+        return run.cost, run, []
     r0, r1 = MESH_ROUNDS // 2, MESH_ROUNDS
-    a = _mesh_run(kn, content, rows, cols, tokens, context, r0)
-    b = _mesh_run(kn, content, rows, cols, tokens, context, r1)
-    k = (steps - r1) / (r1 - r0)
-    return b.cost * (1 + k) + a.cost * (-k), b
+    a, b = run_at(r0), run_at(r1)
+    x = (steps - r1) / (r1 - r0)
+    return b.cost * (1 + x) + a.cost * (-x), b, [
+        f"{r0} and {r1} of the {steps} MeshGEMM steps simulated; the rest extrapolated"]
+
+
+def mesh_prefill(kn: Kernels, content: Any, rows: int, cols: int, tokens: int,
+                 context: int) -> tuple[Cost, NetRun, list[str]]:
+    """A prompt chunk attending to ``context`` tokens through a sequential stage by
+    MeshGEMM at PE level (:func:`extrapolated_steps`): cost, run, notes."""
+    return extrapolated_steps(
+        lambda r: _mesh_run(kn, content, rows, cols, tokens, context, r), max(rows, cols))
