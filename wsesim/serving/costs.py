@@ -109,8 +109,9 @@ class BatchCosts:
     def __init__(self, plan: Plan, max_context: int, window: int | None = None) -> None:
         dep = plan.deployment
         self.plan = plan
-        self.window = window
-        kn = Kernels.of(dep)
+        # the serving window (the model's, or kv_window_tokens if shorter) is what every
+        # attention step of these costs attends to: Kernels.attended clips to it
+        kn = replace(Kernels.of(dep), window=window)
         self._kernels = {alone: replace(kn, shares_region=not alone)
                          for alone in (True, False)}
         self._kn = kn
@@ -171,7 +172,7 @@ class BatchCosts:
         # every element's attention cycles of one token at each context length, when
         # the table is small enough to keep (else computed per micro-batch)
         self._per_context: np.ndarray | None = None
-        top = int(self._context(max_context)) + 1
+        top = int(self._kn.attended(max_context)) + 1
         if self._shapes and top * self.size <= MAX_CONTEXT_TABLE:
             ctx = np.arange(top)
             one = self._one[self._shape_index, -(-ctx // self._rows[:, None])]
@@ -201,15 +202,11 @@ class BatchCosts:
     def _attention_shape(self, stage: Stage, max_context: int) -> _AttentionShape:
         r = stage.region
         assert r is not None
-        top = math.ceil(self._context(max_context) / r.rows)
+        top = math.ceil(self._kn.attended(max_context) / r.rows)
         local = np.arange(top + 1) * r.rows
         one = np.asarray(stage_cost(self._kn, stage.content, r.rows, r.cols, local).total,
                          dtype=float)
         return _AttentionShape(stage, r.rows, np.broadcast_to(one, local.shape).copy())
-
-    def _context(self, context: Any) -> Any:
-        """Tokens an attention step looks back at: the context, or the sliding window."""
-        return context if self.window is None else np.minimum(context, self.window)
 
     def _stage(self, stage: Stage, alone: bool, what: str, tokens: int,
                end: int = 0, last: bool = False) -> float:
@@ -235,7 +232,7 @@ class BatchCosts:
             cost = lm_head_cost(kn, stage.content, r.rows, r.cols, 1) if last else Cost()
         else:
             cost = prefill_cost(kn, stage.content, r.rows, r.cols, tokens,
-                                int(self._context(end)))
+                                int(self._kn.attended(end)))
         return self._kept.put(key, float(np.max(cost.total)))
 
     def _carry(self, slot: _Slot, tokens: int) -> tuple[float, float]:
@@ -308,7 +305,7 @@ class BatchCosts:
         occ, delay = self._decode[b]
         if not self._shapes:
             return occ, delay
-        ctx = self._context(contexts)
+        ctx = self._kn.attended(contexts)
         if self._per_context is not None:
             rows = self._per_context[ctx]
             return occ + (rows[0] if b == 1 else rows.sum(axis=0)), delay
